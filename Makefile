@@ -1,0 +1,64 @@
+# tierhouse — `make demo` and `make test` do all the set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+INSTALLED := $(VENV)/.installed
+MANIFEST := dbt_project/target/manifest.json
+DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' \) -print)
+export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
+export DO_NOT_TRACK := 1
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+
+.PHONY: help venv manifest warehouse warehouse-stop demo test lint bench lock clean
+
+help:
+	@echo "make demo      warehouse + sample data + real DAG runs + tier summary"
+	@echo "make test      the test suite (sets everything up first)"
+	@echo "make lint      ruff + sqlfluff"
+	@echo "make bench     larger runs with timings (not part of the tests)"
+	@echo "make lock      re-resolve requirements.lock from pyproject.toml"
+	@echo "make warehouse / warehouse-stop   start or stop the embedded PostgreSQL"
+
+venv: $(INSTALLED)
+
+# The lock pins every package with hashes; uv installs it in seconds from its cache.
+$(INSTALLED): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+$(MANIFEST): $(INSTALLED) $(DBT_SOURCES)
+	$(BIN)/tierhouse manifest > /dev/null
+	@touch $@
+
+manifest: $(MANIFEST)
+
+warehouse: $(INSTALLED)
+	$(BIN)/tierhouse warehouse start
+
+warehouse-stop: $(INSTALLED)
+	$(BIN)/tierhouse warehouse stop
+
+demo: $(MANIFEST)
+	$(BIN)/tierhouse demo
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(MANIFEST)
+	$(BIN)/pytest
+
+bench: $(MANIFEST)
+	$(BIN)/python -m tierhouse.bench
+
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --quiet -o requirements.lock
+
+clean:
+	-$(BIN)/tierhouse warehouse stop
+	rm -rf .warehouse .airflow data dbt_project/target dbt_project/logs

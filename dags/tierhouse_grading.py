@@ -1,0 +1,64 @@
+"""Airflow DAG: grade customers for one month — load the policy files, build the dbt project
+(through Cosmos), audit the candidate tiers with a Great Expectations checkpoint and only then
+publish them. Triggered by fresh raw sales from the ingest DAG, or run by hand with
+``{"period": "YYYY-MM"}``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import Param, chain, dag, task
+
+from tierhouse import pipeline
+from tierhouse.assets import PUBLISHED_TIERS, RAW_SALES
+from tierhouse.dag_defaults import DEFAULT_ARGS
+from tierhouse.dbt_airflow import dbt_build_group
+
+GRADED_POLICIES = ["highend_flower"]
+
+
+@dag(
+    dag_id="tierhouse_grading",
+    schedule=[RAW_SALES],
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params={"period": Param(None, type=["null", "string"], pattern=r"^\d{4}-\d{2}$", description="Month to grade, YYYY-MM")},
+    tags=["tierhouse", "grading"],
+    doc_md=__doc__,
+)
+def tierhouse_grading():
+    @task
+    def resolve_period(**context) -> str:
+        extras = [event.extra for events in context["triggering_asset_events"].values() for event in events]
+        return pipeline.resolve_period(context["params"].get("period"), extras, context["dag_run"].run_after)
+
+    @task
+    def load_policies() -> list[str]:
+        return pipeline.load_policies()
+
+    # A failed audit fails this task, so publish (all_success) never runs and the last published list stays.
+    @task(retries=0)
+    def audit_tiers(policy: str, period: str) -> int:
+        return pipeline.audit_tiers(policy, period)
+
+    @task(outlets=[PUBLISHED_TIERS])
+    def publish_tiers(policy: str, period: str, **context) -> int:
+        return pipeline.publish_tiers(policy, period, context["run_id"])
+
+    @task
+    def summarise_tiers(policy: str, period: str) -> str:
+        return pipeline.summarise_tiers(policy, period)
+
+    period = resolve_period()
+    dbt_build = dbt_build_group()
+    chain(period, load_policies(), dbt_build)
+    for policy in GRADED_POLICIES:
+        audit = audit_tiers.override(task_id=f"audit_{policy}")(policy, period)
+        publish = publish_tiers.override(task_id=f"publish_{policy}")(policy, period)
+        summary = summarise_tiers.override(task_id=f"summarise_{policy}")(policy, period)
+        chain(dbt_build, audit, publish, summary)
+
+
+tierhouse_grading()

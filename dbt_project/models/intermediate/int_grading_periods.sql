@@ -1,0 +1,68 @@
+with
+
+orders as (
+
+    select * from {{ ref('int_orders') }}
+
+),
+
+policy_versions as (
+
+    select * from {{ ref('stg_policy__versions') }}
+
+),
+
+policy_settings as (
+
+    select * from {{ ref('stg_policy__settings') }}
+
+),
+
+months as (
+
+    select generate_series(
+        date_trunc('month', min(ordered_at)),
+        date_trunc('month', max(ordered_at)),
+        interval '1 month'
+    )::date as period_month
+    from orders
+
+),
+
+versions_in_force as (
+
+    -- each period is graded by the newest version of a policy already in force at its end
+    select distinct on (policy_versions.policy, months.period_month)
+        policy_versions.policy_version_id,
+        policy_versions.policy,
+        policy_versions.policy_version,
+        months.period_month,
+        (months.period_month + interval '1 month' - interval '1 day')::date as period_end
+    from months
+    inner join policy_versions
+        on policy_versions.effective_from <= (months.period_month + interval '1 month' - interval '1 day')::date
+    order by policy_versions.policy asc, months.period_month asc, policy_versions.policy_version desc
+
+),
+
+final as (
+
+    select
+        versions_in_force.policy_version_id || '/' || to_char(versions_in_force.period_month, 'YYYY-MM')
+        as grading_period_id,
+        versions_in_force.policy_version_id,
+        versions_in_force.policy,
+        versions_in_force.policy_version,
+        versions_in_force.period_month,
+        versions_in_force.period_end,
+        (versions_in_force.period_end - (policy_settings.window_months || ' months')::interval + interval '1 day')::date
+        as window_start,
+        policy_settings.window_months,
+        policy_settings.big_ticket_order_min
+    from versions_in_force
+    inner join policy_settings
+        on versions_in_force.policy_version_id = policy_settings.policy_version_id
+
+)
+
+select * from final

@@ -1,0 +1,21 @@
+with
+
+source as (
+
+    select * from {{ source('policy', 'policy_versions') }}
+
+),
+
+final as (
+
+    select
+        policy || '@' || version as policy_version_id,
+        policy,
+        version as policy_version,
+        effective_from,
+        sha256 as policy_sha256
+    from source
+
+)
+
+select * from final

@@ -1,0 +1,25 @@
+with
+
+source as (
+
+    select * from {{ source('shop', 'shop_order_lines') }}
+
+),
+
+final as (
+
+    select
+        order_id || '#' || line_no as order_line_id,
+        order_id,
+        line_no,
+        sku,
+        coalesce(business_line, 'unknown') as business_line,
+        coalesce(customization_level, 'standard') as customization_level,
+        customization_level in ('semi_custom', 'bespoke') as is_customised,
+        quantity,
+        amount
+    from source
+
+)
+
+select * from final

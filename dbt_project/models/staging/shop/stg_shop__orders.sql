@@ -1,0 +1,22 @@
+with
+
+source as (
+
+    select * from {{ source('shop', 'shop_orders') }}
+
+),
+
+final as (
+
+    select
+        order_id,
+        member_id,
+        channel as sales_channel,
+        status as order_status,
+        ordered_at,
+        updated_at as status_changed_at
+    from source
+
+)
+
+select * from final

@@ -1,0 +1,95 @@
+"""What the DAG tasks do. DAG files only wire these together; each function takes plain values,
+resolves the warehouse from the Airflow connection and returns something small for XCom."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from tierhouse import settings
+from tierhouse.publish import parse_period
+from tierhouse.warehouse import WarehouseUrl
+
+log = logging.getLogger(__name__)
+
+
+def warehouse_url() -> WarehouseUrl:
+    """The warehouse as the ``tierhouse_warehouse`` Airflow connection describes it."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(settings.WAREHOUSE_CONN_ID)
+    return WarehouseUrl(
+        host=conn.host or "127.0.0.1",
+        port=int(conn.port or 5432),
+        user=conn.login or "postgres",
+        password=conn.password or "",
+        dbname=conn.schema or "postgres",
+    )
+
+
+# -- ingest -----------------------------------------------------------------------------------
+def load_pos_exports(pos_dir: str | None = None) -> dict:
+    from tierhouse import ingest
+
+    summary = ingest.load_pos_exports(warehouse_url(), Path(pos_dir) if pos_dir else settings.DATA_DIR / "pos")
+    log.info("POS exports: %s", summary)
+    return summary.__dict__
+
+
+def extract_shop_orders() -> dict:
+    from tierhouse import ingest
+
+    summary = ingest.extract_shop_orders(warehouse_url())
+    log.info("shop orders: %s", summary)
+    return summary.__dict__
+
+
+def check_raw_quality() -> int:
+    from tierhouse import quality
+
+    return quality.gate(warehouse_url(), "ingest_raw").evaluated
+
+
+# -- grading ----------------------------------------------------------------------------------
+def resolve_period(requested: str | None, asset_extras: list[dict], run_after: datetime | date) -> str:
+    """The month to grade: asked for explicitly, else the last complete month of the data the
+    triggering ingest run loaded, else the month before the run."""
+    if requested:
+        return f"{parse_period(requested):%Y-%m}"
+    through_dates = [date.fromisoformat(str(extra["data_through"])[:10]) for extra in asset_extras if extra.get("data_through")]
+    reference = max(through_dates) if through_dates else (run_after.date() if isinstance(run_after, datetime) else run_after)
+    last_month = reference.replace(day=1) - timedelta(days=1)
+    return f"{last_month:%Y-%m}"
+
+
+def load_policies() -> list[str]:
+    from tierhouse import policy
+
+    policies = policy.discover()
+    policy.load_policies(warehouse_url(), policies)
+    return [p.policy_version_id for p in policies]
+
+
+def audit_tiers(policy: str, period: str) -> int:
+    from tierhouse import quality
+
+    period_month = parse_period(period)
+    return quality.gate(
+        warehouse_url(), "publish_customer_tiers", {"policy": policy, "period_month": period_month.isoformat()}
+    ).evaluated
+
+
+def publish_tiers(policy: str, period: str, run_id: str | None) -> int:
+    from tierhouse import publish
+
+    return publish.publish_period(warehouse_url(), policy, parse_period(period), run_id)
+
+
+def summarise_tiers(policy: str, period: str) -> str:
+    from tierhouse import publish
+
+    period_month = parse_period(period)
+    text = publish.format_summary(policy, period_month, publish.tier_summary(warehouse_url(), policy, period_month))
+    log.info("\n%s", text)
+    return text

