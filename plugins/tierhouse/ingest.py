@@ -100,7 +100,7 @@ def parse_pos_export(file_name: str, data: bytes, now: datetime | None = None) -
         lines = data.splitlines()
         load.rows_read = max(len(lines) - 1, 0)
         load.rejections = [
-            Rejection(n, "bad_encoding", str(exc), line.decode("latin-1")) for n, line in enumerate(lines[1:], start=2)
+            Rejection(n, "bad_encoding", str(exc), _storable(line.decode("latin-1"))) for n, line in enumerate(lines[1:], start=2)
         ]
         return load
     lines = text.splitlines()
@@ -121,9 +121,7 @@ def parse_pos_export(file_name: str, data: bytes, now: datetime | None = None) -
         amount = _parse_amount(row.get("amount", ""))
         load.amount_read += amount or 0
         if "\x00" in raw_text:
-            verdict: tuple | Rejection = Rejection(
-                line_number, "bad_encoding", "NUL byte in line", raw_text.replace("\x00", "\\0")
-            )
+            verdict: tuple | Rejection = Rejection(line_number, "bad_encoding", "NUL byte in line", raw_text)
         elif values is None:
             verdict = Rejection(line_number, "unparsable_row", "not a CSV line", raw_text)
         elif missing:
@@ -133,15 +131,17 @@ def parse_pos_export(file_name: str, data: bytes, now: datetime | None = None) -
         else:
             verdict = _check_pos_row(row, amount, now, seen_lines)
         if isinstance(verdict, Rejection):
-            load.rejections.append(
-                Rejection(
-                    line_number, verdict.reason_code, verdict.detail, raw_text.replace("\x00", "\\0"), amount or Decimal("0")
-                )
-            )
+            stored = Rejection(line_number, verdict.reason_code, verdict.detail, _storable(raw_text), amount or Decimal("0"))
+            load.rejections.append(stored)
             continue
         load.good_rows.append((*verdict, file_name, line_number))
         load.amount_loaded += amount or 0
     return load
+
+
+def _storable(raw_text: str) -> str:
+    """PostgreSQL text cannot hold NUL; keep the line readable and visibly marked instead."""
+    return raw_text.replace("\x00", "\\x00")
 
 
 def _split_csv_line(line: str) -> list[str] | None:

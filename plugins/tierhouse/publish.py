@@ -32,7 +32,7 @@ comment on table published.customer_tiers is
 
 def parse_period(period: str) -> date:
     """``YYYY-MM`` (or a date inside the month) to the first day of that month."""
-    match = re.fullmatch(r"(\d{4})-(\d{2})(-\d{2})?", period.strip())
+    match = re.fullmatch(r"(\d{4})-(0[1-9]|1[0-2])(-\d{2})?", period.strip())
     if not match:
         raise ValueError(f"period must look like YYYY-MM, got {period!r}")
     return date(int(match[1]), int(match[2]), 1)

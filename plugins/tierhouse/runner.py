@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -58,7 +59,8 @@ def airflow_env(url: WarehouseUrl, home: Path = DEFAULT_AIRFLOW_HOME, extra: dic
 
 
 def airflow_executable() -> str:
-    return str(Path(sys.executable).with_name("airflow"))
+    beside = Path(sys.executable).with_name("airflow")
+    return str(beside) if beside.exists() else shutil.which("airflow") or "airflow"
 
 
 def ensure_metadata_db(airflow: LocalAirflow) -> None:

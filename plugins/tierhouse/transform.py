@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,9 @@ def dbt_env(url: WarehouseUrl) -> dict[str, str]:
 
 
 def dbt_executable() -> str:
-    return str(Path(sys.executable).with_name("dbt"))
+    """dbt of the running interpreter's environment (the venv), else the one on PATH (images)."""
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.exists() else shutil.which("dbt") or "dbt"
 
 
 def run_dbt(url: WarehouseUrl, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,94 @@
+"""Shared fixtures: a real PostgreSQL (WAREHOUSE_URL or the embedded one), one scratch database
+per test that needs isolation, and one fully graded warehouse built by the real DAGs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tierhouse.warehouse import EmbeddedWarehouse, WarehouseUrl, connect, resolve_url, session, wait_until_ready
+
+E2E_CUSTOMERS = 300
+E2E_MONTHS = 36
+E2E_SEED = 7
+E2E_PERIOD = "2026-10"
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[WarehouseUrl]:
+    """WAREHOUSE_URL, or the embedded server; stopped afterwards if the tests started it."""
+    embedded = None if os.environ.get("WAREHOUSE_URL") else EmbeddedWarehouse()
+    started_here = embedded is not None and not embedded.is_running()
+    url = resolve_url()
+    wait_until_ready(url)
+    yield url
+    if started_here:
+        embedded.stop()
+
+
+def _admin(url: WarehouseUrl, statement: str) -> None:
+    with session(url) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(statement)
+
+
+@pytest.fixture
+def scratch_db(server_url: WarehouseUrl) -> Iterator[WarehouseUrl]:
+    """An empty database of its own, dropped afterwards."""
+    name = f"tierhouse_t_{uuid.uuid4().hex[:10]}"
+    _admin(server_url, f'create database "{name}"')
+    try:
+        yield dataclasses.replace(server_url, dbname=name)
+    finally:
+        _admin(server_url, f'drop database if exists "{name}" with (force)')
+
+
+@dataclass(frozen=True)
+class GradedWarehouse:
+    url: WarehouseUrl
+    data_dir: Path
+    airflow: object  # tierhouse.runner.LocalAirflow
+    ingest_run: object
+    grading_run: object
+    period: str
+
+
+@pytest.fixture(scope="session")
+def graded_warehouse(server_url: WarehouseUrl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GradedWarehouse]:
+    """Sample data pushed through the real ingest and grading DAGs, once per session."""
+    from datetime import date
+
+    from tierhouse.generate import generate
+    from tierhouse.ingest import seed_shop_database
+    from tierhouse.runner import LocalAirflow, dags_test
+
+    name = f"tierhouse_e2e_{os.getpid()}"
+    _admin(server_url, f'drop database if exists "{name}" with (force)')
+    _admin(server_url, f'create database "{name}"')
+    url = dataclasses.replace(server_url, dbname=name)
+    data_dir = tmp_path_factory.mktemp("data")
+    generate(data_dir, E2E_CUSTOMERS, E2E_MONTHS, E2E_SEED, date(2026, 11, 1))
+    seed_shop_database(url, data_dir / "shop")
+    airflow = LocalAirflow(url, tmp_path_factory.mktemp("airflow"), (("TIERHOUSE_DATA_DIR", str(data_dir)),))
+    ingest = dags_test(airflow, "tierhouse_ingest", "2026-11-02", echo=False)
+    assert ingest.succeeded, ingest.output[-6000:]
+    grading = dags_test(airflow, "tierhouse_grading", conf={"period": E2E_PERIOD}, echo=False)
+    assert grading.succeeded, grading.output[-6000:]
+    try:
+        yield GradedWarehouse(url, data_dir, airflow, ingest, grading, E2E_PERIOD)
+    finally:
+        _admin(server_url, f'drop database if exists "{name}" with (force)')
+
+
+def query(url: WarehouseUrl, sql: str, params: tuple | dict = ()) -> list[tuple]:
+    """Run one statement in its own committed transaction and return its rows."""
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall() if cur.description else []

@@ -1,0 +1,68 @@
+"""docker-compose.yml is checked statically (no Docker engine here): services, volumes, paths."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from tierhouse import settings
+
+ROOT = settings.PROJECT_ROOT
+AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_has_every_airflow_component_and_both_databases(compose: dict) -> None:
+    assert AIRFLOW_SERVICES | {"metadata-db", "warehouse-db", "airflow-init"} <= set(compose["services"])
+    commands = {name: compose["services"][name]["command"] for name in AIRFLOW_SERVICES}
+    assert commands == {
+        "airflow-apiserver": "api-server",
+        "airflow-scheduler": "scheduler",
+        "airflow-dag-processor": "dag-processor",
+        "airflow-triggerer": "triggerer",
+    }
+
+
+def test_bind_mounts_exist_and_named_volumes_are_declared(compose: dict) -> None:
+    declared = set(compose.get("volumes") or {})
+    for name, service in compose["services"].items():
+        for mount in service.get("volumes", []):
+            source = mount.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name} mounts missing path {source}"
+            else:
+                assert source in declared, f"{name} uses undeclared volume {source}"
+
+
+def test_dependencies_name_real_services(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        for dependency in service.get("depends_on", {}):
+            assert dependency in compose["services"], (name, dependency)
+
+
+def test_airflow_services_share_one_configuration(compose: dict) -> None:
+    envs = [compose["services"][name]["environment"] for name in AIRFLOW_SERVICES]
+    assert all(env == envs[0] for env in envs)
+    env = envs[0]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW_CONN_TIERHOUSE_WAREHOUSE"].startswith("postgresql://")
+    assert "@warehouse-db:5432/" in env["AIRFLOW_CONN_TIERHOUSE_WAREHOUSE"]
+    assert "@metadata-db:5432/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+
+
+def test_no_secret_is_written_in_the_file() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    for match in re.finditer(r"^\s*[A-Z_]*(PASSWORD|SECRET)[A-Z_]*:\s*(\S+)", text, re.MULTILINE):
+        assert match.group(2).startswith("${"), match.group(0)
+    assert (ROOT / ".env.example").exists()
+
+
+def test_image_build_context_has_the_dockerfile() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "requirements.lock" in dockerfile and "--require-hashes" in dockerfile

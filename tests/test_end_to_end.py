@@ -1,0 +1,123 @@
+"""The real DAGs, end to end, against PostgreSQL: ingest -> dbt (Cosmos) -> GE -> published tiers."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import GradedWarehouse, query
+from tierhouse.publish import parse_period, tier_summary
+from tierhouse.runner import dags_test, task_states
+from tierhouse.transform import run_dbt
+
+pytestmark = pytest.mark.e2e
+P1 = "highend_flower"
+
+
+def test_grading_publishes_every_p1_tier(graded_warehouse: GradedWarehouse) -> None:
+    rows = query(
+        graded_warehouse.url,
+        "select tier, count(*), min(policy_version), max(policy_version) from published.customer_tiers"
+        " where policy = %s and period_month = %s group by tier",
+        (P1, parse_period(graded_warehouse.period)),
+    )
+    counts = {tier: n for tier, n, _, _ in rows}
+    assert {"top", "high", "potential", "none"} <= set(counts), counts
+    assert all(n > 0 for n in counts.values())
+    assert {(lo, hi) for _, _, lo, hi in rows} == {(1, 1)}
+
+
+def test_every_task_of_both_runs_succeeded(graded_warehouse: GradedWarehouse) -> None:
+    for run in (graded_warehouse.ingest_run, graded_warehouse.grading_run):
+        states = task_states(graded_warehouse.airflow.home, run.dag_id, run.run_id)
+        assert states and set(states.values()) == {"success"}, states
+
+
+def test_published_list_equals_the_audited_mart(graded_warehouse: GradedWarehouse) -> None:
+    difference = query(
+        graded_warehouse.url,
+        """
+        (select customer_key, tier from marts.fct_customer_tiers where policy = %(p)s and period_month = %(m)s
+         except
+         select customer_key, tier from published.customer_tiers where policy = %(p)s and period_month = %(m)s)
+        union all
+        (select customer_key, tier from published.customer_tiers where policy = %(p)s and period_month = %(m)s
+         except
+         select customer_key, tier from marts.fct_customer_tiers where policy = %(p)s and period_month = %(m)s)
+        """,
+        {"p": P1, "m": parse_period(graded_warehouse.period)},
+    )
+    assert difference == []
+
+
+def test_tier_summary_shares_add_up(graded_warehouse: GradedWarehouse) -> None:
+    rows = tier_summary(graded_warehouse.url, P1, parse_period(graded_warehouse.period))
+    assert abs(sum(r.share for r in rows) - 1) < 0.001
+    top = next(r for r in rows if r.tier == "top")
+    none = next(r for r in rows if r.tier == "none")
+    assert top.avg_spend > none.avg_spend
+
+
+def test_loads_reconcile(graded_warehouse: GradedWarehouse) -> None:
+    (bad,) = query(
+        graded_warehouse.url,
+        "select count(*) from raw.load_manifest where rows_read <> rows_loaded + rows_quarantined"
+        " or amount_read <> amount_loaded + amount_quarantined",
+    )
+    assert bad == (0,)
+    (pos,) = query(
+        graded_warehouse.url,
+        "select (select sum(rows_loaded) from raw.load_manifest where source = 'pos'),"
+        " (select count(*) from raw.pos_sales_lines),"
+        " (select sum(amount_loaded) from raw.load_manifest where source = 'pos'),"
+        " (select sum(amount) from raw.pos_sales_lines)",
+    )
+    assert pos[0] == pos[1] and pos[2] == pos[3]
+
+
+def test_rerunning_ingest_changes_nothing(graded_warehouse: GradedWarehouse) -> None:
+    snapshot_sql = (
+        "select (select count(*) from raw.load_manifest), (select max(loaded_at) from raw.load_manifest),"
+        " (select count(*) from raw.pos_sales_lines), (select count(*) from raw.shop_order_lines),"
+        " (select watermark from raw.extract_watermarks where source = 'shop')"
+    )
+    before = query(graded_warehouse.url, snapshot_sql)
+    rerun = dags_test(graded_warehouse.airflow, "tierhouse_ingest", "2026-11-03", echo=False)
+    assert rerun.succeeded, rerun.output[-4000:]
+    assert query(graded_warehouse.url, snapshot_sql) == before
+
+
+def test_dbt_build_runs_models_unit_tests_and_data_tests(graded_warehouse: GradedWarehouse) -> None:
+    result = run_dbt(graded_warehouse.url, "build", "--quiet")
+    assert result.returncode == 0
+
+
+def test_failing_publish_gate_fails_the_run_and_keeps_the_published_list(graded_warehouse: GradedWarehouse) -> None:
+    """A corrupt raw line (CNY 6M on one till line) passes dbt's structural tests but not the
+    plausibility expectation of the publish checkpoint: the audit fails, publish never runs."""
+    url, period = graded_warehouse.url, parse_period(graded_warehouse.period)
+    published_sql = "select md5(string_agg(customer_key || tier || published_at::text, ',' order by customer_key)) from published.customer_tiers"
+    before = query(url, published_sql)
+    query_insert = (
+        "insert into raw.pos_sales_lines (receipt_no, line_no, sold_at, store_code, member_id, sku, business_line,"
+        " customization_level, quantity, unit_price, amount, _source_file, _source_line)"
+        " values ('PLANTED-1', 1, '2026-10-15 12:00', 'SH01', 'M000001', 'X', 'wedding', 'bespoke', 1, 6000000, 6000000,"
+        " 'planted.csv', 2)"
+    )
+    query(url, query_insert)
+    try:
+        run = dags_test(graded_warehouse.airflow, "tierhouse_grading", conf={"period": graded_warehouse.period}, echo=False)
+        states = task_states(graded_warehouse.airflow.home, run.dag_id, run.run_id)
+        assert run.state == "failed"
+        assert states[f"audit_{P1}"] == "failed"
+        assert states[f"publish_{P1}"] == "upstream_failed"
+        assert "expect_column_values_to_be_between(spend)" in run.output
+        assert query(url, published_sql) == before
+        # The bad value did reach the candidate mart: it was the gate, not dbt, that stopped it.
+        (candidate,) = query(
+            url,
+            "select spend from marts.fct_customer_tiers where customer_key = 'M000001' and period_month = %s and policy = %s",
+            (period, P1),
+        )
+        assert candidate[0] > 5_000_000
+    finally:
+        query(url, "delete from raw.pos_sales_lines where _source_file = 'planted.csv'")

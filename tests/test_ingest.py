@@ -1,0 +1,201 @@
+"""Store POS parsing and loading, shop extraction: clear outcomes for bad input, nothing lost."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import query
+from tierhouse import ingest
+from tierhouse.generate import POS_COLUMNS
+
+HEADER = ",".join(POS_COLUMNS)
+NOW = datetime(2026, 11, 2, 12, 0)
+
+
+def pos_line(receipt="SH01-1", line_no="1", sold_at="2026-10-01 10:00:00", member="M000001", quantity="1", amount="880.00"):
+    return f"{receipt},{line_no},{sold_at},SH01,{member},WED-S100,wedding,standard,{quantity},{amount},{amount}"
+
+
+def parse(*lines: str, encoding: str = "utf-8", newline: str = "\r\n") -> ingest.FileLoad:
+    return ingest.parse_pos_export("SH01/x.csv", newline.join([HEADER, *lines]).encode(encoding), now=NOW)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk"])
+@pytest.mark.parametrize("newline", ["\r\n", "\n"])
+def test_exports_in_every_till_encoding_and_line_ending_load(encoding: str, newline: str) -> None:
+    load = parse(pos_line(), pos_line(line_no="2", amount="120.50"), encoding=encoding, newline=newline)
+    assert (len(load.good_rows), load.rejections) == (2, [])
+    assert load.amount_loaded == Decimal("1000.50")
+
+
+def test_mixed_line_endings_in_one_file_load() -> None:
+    data = (HEADER + "\r\n" + pos_line() + "\n" + pos_line(line_no="2") + "\r\n").encode()
+    load = ingest.parse_pos_export("f.csv", data, now=NOW)
+    assert len(load.good_rows) == 2
+
+
+def test_columns_may_come_in_any_order() -> None:
+    columns = list(POS_COLUMNS)
+    reordered = [columns[4], columns[10], *columns[:4], *columns[5:10]]
+    values = dict(zip(columns, pos_line().split(","), strict=True))
+    data = (",".join(reordered) + "\n" + ",".join(values[c] for c in reordered)).encode()
+    load = ingest.parse_pos_export("f.csv", data, now=NOW)
+    assert load.rejections == [] and load.good_rows[0][4] == "M000001"
+
+
+def test_a_refund_is_a_negative_line_and_loads() -> None:
+    load = parse(pos_line(line_no="901", quantity="-1", amount="-880.00"))
+    assert load.rejections == [] and load.amount_loaded == Decimal("-880.00")
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (pos_line(receipt=""), "missing_required_field"),
+        (pos_line(amount="eight hundred"), "unparsable_amount"),
+        (pos_line(amount="1.005"), "unparsable_amount"),
+        (pos_line(sold_at="2026-13-45 10:00"), "unparsable_date"),
+        (pos_line(sold_at="2027-01-01 10:00:00"), "future_date"),
+        (pos_line(quantity="-2"), "negative_quantity"),
+        (pos_line(quantity="2", amount="-10.00"), "sign_mismatch"),
+        (pos_line(quantity="two"), "unparsable_quantity"),
+        (pos_line() + ",extra", "wrong_field_count"),
+        ("SH01-9,1,\x00", "bad_encoding"),
+    ],
+)
+def test_each_bad_row_is_quarantined_with_its_reason(line: str, reason: str) -> None:
+    load = parse(pos_line(receipt="SH01-OK"), line)
+    assert len(load.good_rows) == 1
+    assert [r.reason_code for r in load.rejections] == [reason]
+    assert load.rejections[0].line_number == 3
+    load.reconcile()
+
+
+def test_a_repeated_receipt_line_is_quarantined_as_duplicate() -> None:
+    load = parse(pos_line(), pos_line())
+    assert [r.reason_code for r in load.rejections] == ["duplicate_line"]
+
+
+def test_a_header_without_required_columns_quarantines_every_row() -> None:
+    data = ("会员卡号,金额\nM1,10\nM2,20\n").encode()
+    load = ingest.parse_pos_export("f.csv", data, now=NOW)
+    assert load.rows_read == 2 and {r.reason_code for r in load.rejections} == {"missing_column"}
+    assert load.amount_read == load.amount_quarantined == Decimal("30")
+
+
+def test_undecodable_bytes_quarantine_the_file_as_bad_encoding() -> None:
+    data = HEADER.encode() + b"\n" + b"\xff\xfe\xfa\x81\x30 broken\n"
+    load = ingest.parse_pos_export("f.csv", data, now=NOW)
+    assert load.rows_read == 1 and load.rejections[0].reason_code == "bad_encoding"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=120),
+            st.builds(lambda a, q: pos_line(amount=a, quantity=q), st.text(max_size=12), st.text(max_size=4)),
+            st.just(pos_line()),
+        ),
+        max_size=25,
+    ),
+    st.sampled_from(["\n", "\r\n", "\r"]),
+    st.sampled_from(["utf-8", "utf-8-sig", "gb18030", "latin-1"]),
+)
+def test_malformed_csv_never_crashes_the_parser_nor_loses_a_row(lines: list[str], newline: str, encoding: str) -> None:
+    text = newline.join([HEADER, *lines])
+    try:
+        data = text.encode(encoding)
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", errors="replace")
+    load = ingest.parse_pos_export("fuzz.csv", data, now=NOW)
+    load.reconcile()  # read == loaded + quarantined, rows and amounts
+    assert load.rows_read == len(load.good_rows) + len(load.rejections)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_never_crash_the_parser_nor_lose_a_row(body: bytes) -> None:
+    load = ingest.parse_pos_export("fuzz.csv", HEADER.encode() + b"\n" + body, now=NOW)
+    load.reconcile()
+
+
+# -- loading into PostgreSQL --------------------------------------------------------------------
+def write_export(root: Path, name: str, *lines: str) -> Path:
+    path = root / "SH01" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes("\r\n".join([HEADER, *lines]).encode("utf-8"))
+    return path
+
+
+def test_loading_the_same_file_twice_is_a_no_op(scratch_db, tmp_path: Path) -> None:
+    write_export(tmp_path, "SH01_20261001.csv", pos_line(), pos_line(line_no="2", amount="oops"))
+    first = ingest.load_pos_exports(scratch_db, tmp_path)
+    assert (first.files_loaded, first.rows_loaded, first.rows_quarantined) == (1, 1, 1)
+    stamp = query(scratch_db, "select loaded_at from raw.load_manifest")
+    second = ingest.load_pos_exports(scratch_db, tmp_path)
+    assert second.files_loaded == 0
+    assert query(scratch_db, "select loaded_at from raw.load_manifest") == stamp
+    assert query(scratch_db, "select count(*) from raw.pos_sales_lines") == [(1,)]
+    assert query(scratch_db, "select reason_code, line_number from raw.quarantine") == [("unparsable_amount", 3)]
+
+
+def test_a_changed_file_replaces_its_own_rows(scratch_db, tmp_path: Path) -> None:
+    write_export(tmp_path, "SH01_20261001.csv", pos_line(), pos_line(line_no="2", amount="oops"))
+    write_export(tmp_path, "SH01_20261002.csv", pos_line(receipt="SH01-2", sold_at="2026-10-02 10:00:00"))
+    ingest.load_pos_exports(scratch_db, tmp_path)
+    write_export(tmp_path, "SH01_20261001.csv", pos_line(amount="900.00"), pos_line(line_no="2"), pos_line(line_no="3"))
+    summary = ingest.load_pos_exports(scratch_db, tmp_path)
+    assert summary.files_loaded == 1
+    assert query(scratch_db, "select _source_file, count(*), sum(amount) from raw.pos_sales_lines group by 1 order by 1") == [
+        ("SH01/SH01_20261001.csv", 3, Decimal("2660.00")),
+        ("SH01/SH01_20261002.csv", 1, Decimal("880.00")),
+    ]
+    assert query(scratch_db, "select count(*) from raw.quarantine") == [(0,)]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(min_size=1, max_size=600))
+def test_loading_garbage_files_never_crashes_and_reconciles(scratch_db, tmp_path_factory, body: bytes) -> None:
+    root = tmp_path_factory.mktemp("garbage")
+    (root / "SH01").mkdir()
+    (root / "SH01" / "g.csv").write_bytes(HEADER.encode() + b"\n" + pos_line().encode() + b"\n" + body)
+    ingest.load_pos_exports(scratch_db, root)
+    (row,) = query(
+        scratch_db,
+        "select rows_read, rows_loaded + rows_quarantined, (select count(*) from raw.quarantine where file_name = 'SH01/g.csv')"
+        " + (select count(*) from raw.pos_sales_lines where _source_file = 'SH01/g.csv')"
+        " from raw.load_manifest where file_name = 'SH01/g.csv'",
+    )
+    assert row[0] == row[1] == row[2]
+
+
+def test_shop_extraction_is_incremental_and_picks_up_late_refunds(scratch_db, tmp_path: Path) -> None:
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    (shop / "orders.csv").write_text(
+        "order_id,member_id,channel,status,ordered_at,updated_at\n"
+        "W1,M1,website,completed,2026-10-01 10:00:00,2026-10-01 10:05:00\n"
+        "W2,M2,wechat,completed,2026-10-02 10:00:00,2026-10-02 10:05:00\n"
+    )
+    (shop / "order_lines.csv").write_text(
+        "order_id,line_no,sku,business_line,customization_level,quantity,unit_price,amount\n"
+        "W1,1,A,wedding,bespoke,1,5000.00,5000.00\nW2,1,B,anniversary,standard,2,300.00,600.00\n"
+    )
+    ingest.seed_shop_database(scratch_db, shop)
+    assert ingest.extract_shop_orders(scratch_db).rows_loaded == 2
+    assert ingest.extract_shop_orders(scratch_db).files_seen == 0  # nothing new
+    query(scratch_db, "update shop.orders set status = 'refunded', updated_at = '2026-10-20 09:00' where order_id = 'W1'")
+    late = ingest.extract_shop_orders(scratch_db)
+    assert (late.files_seen, late.rows_loaded) == (1, 1)
+    assert query(scratch_db, "select order_id, status from raw.shop_orders order by 1") == [
+        ("W1", "refunded"),
+        ("W2", "completed"),
+    ]
+    assert query(scratch_db, "select count(*), sum(amount) from raw.shop_order_lines") == [(2, Decimal("5600.00"))]

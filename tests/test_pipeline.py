@@ -1,0 +1,34 @@
+"""Which month a grading run grades."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+
+from tierhouse.pipeline import resolve_period
+from tierhouse.publish import parse_period
+
+
+def test_an_explicit_period_wins() -> None:
+    assert resolve_period("2026-03", [{"data_through": "2026-11-01"}], datetime(2026, 11, 5)) == "2026-03"
+
+
+def test_the_ingest_asset_tells_which_month_is_complete() -> None:
+    # data loaded through 1 Nov completes October; through 30 Nov only October too
+    assert resolve_period(None, [{"data_through": "2026-11-01"}], datetime(2027, 1, 1)) == "2026-10"
+    assert (
+        resolve_period(None, [{"data_through": "2026-11-30"}, {"data_through": "2026-11-02"}], datetime(2027, 1, 1)) == "2026-10"
+    )
+    assert resolve_period(None, [{"data_through": "2027-01-01"}], datetime(2027, 1, 1)) == "2026-12"
+
+
+def test_without_hints_the_month_before_the_run() -> None:
+    assert resolve_period(None, [], datetime(2026, 3, 1, 2, 0)) == "2026-02"
+    assert resolve_period(None, [{}], date(2026, 1, 15)) == "2025-12"
+
+
+@pytest.mark.parametrize("bad", ["2026-13", "2026/10", "October", ""])
+def test_bad_periods_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="YYYY-MM"):
+        parse_period(bad)

@@ -1,0 +1,105 @@
+"""Policy files are validated on load with a message that names the file, the key and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import query
+from tierhouse import policy, settings
+
+SHIPPED = settings.POLICIES_DIR / "highend_flower" / "v1.yml"
+
+
+def write_policy(tmp_path: Path, doc: dict, name: str = "highend_flower", version: int = 1) -> Path:
+    path = tmp_path / name / f"v{version}.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+    return path
+
+
+def shipped_doc() -> dict:
+    return yaml.safe_load(SHIPPED.read_text())
+
+
+def test_shipped_p1_policy_parses_with_three_tiers_and_the_potential_routes() -> None:
+    p1 = policy.parse_policy(SHIPPED)
+    assert [t.code for t in p1.tiers] == ["top", "high", "potential"]
+    potential = p1.tiers[2]
+    assert {c.condition_id for c in potential.conditions if c.match_group == "any"} == {
+        "near_spend_band",
+        "single_big_order",
+        "customisation_tendency",
+    }
+    assert p1.settings["window_months"] == 12
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "problem"),
+    [
+        (
+            lambda d: d["tiers"]["top"]["all"].append("loyalty_points >= 3"),
+            "tiers.top.all[5]",
+            "unknown indicator 'loyalty_points'",
+        ),
+        (lambda d: d["tiers"]["high"]["all"].__setitem__(0, "spend => 3"), "tiers.high.all[0]", "cannot read condition"),
+        (lambda d: d["tiers"]["high"].__setitem__("rank", 1), "tiers.high.rank", "unique positive integer"),
+        (lambda d: d["settings"].__setitem__("window_months", 0), "settings.window_months", "positive number"),
+        (lambda d: d.pop("effective_from"), "effective_from", "missing"),
+        (lambda d: d["tiers"]["top"].__setitem__("colour", "gold"), "tiers.top", "unknown keys ['colour']"),
+        (
+            lambda d: d["tiers"]["potential"]["any"].append("order_count >= 3"),
+            "tiers.potential",
+            "condition ids ['order_count'] repeat",
+        ),
+        (lambda d: d.__setitem__("version", 2), "version", "file must be policies/highend_flower/v2.yml"),
+    ],
+)
+def test_bad_policy_is_rejected_naming_file_key_and_problem(tmp_path: Path, mutate, key: str, problem: str) -> None:
+    doc = shipped_doc()
+    mutate(doc)
+    path = write_policy(tmp_path, doc)
+    with pytest.raises(policy.PolicyError) as raised:
+        policy.parse_policy(path)
+    assert raised.value.key == key
+    assert problem in raised.value.problem
+    assert str(path) in str(raised.value)
+
+
+def test_invalid_yaml_is_reported_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "highend_flower" / "v1.yml"
+    path.parent.mkdir()
+    path.write_text("policy: [unclosed\n")
+    with pytest.raises(policy.PolicyError, match="not valid YAML"):
+        policy.parse_policy(path)
+
+
+def test_loading_writes_every_condition_and_setting(scratch_db) -> None:
+    p1 = policy.parse_policy(SHIPPED)
+    policy.load_policies(scratch_db, [p1])
+    policy.load_policies(scratch_db, [p1])  # idempotent
+    conditions = query(scratch_db, "select count(*) from raw.policy_tier_conditions")
+    assert conditions == [(sum(len(t.conditions) for t in p1.tiers),)]
+    assert query(scratch_db, "select value from raw.policy_settings where setting = 'big_ticket_order_min'") == [(5000,)]
+
+
+def test_a_published_version_cannot_be_silently_changed(scratch_db, tmp_path: Path) -> None:
+    policy.load_policies(scratch_db, [policy.parse_policy(SHIPPED)])
+    query(
+        scratch_db,
+        "create schema published; create table published.customer_tiers (policy text, policy_version int);"
+        " insert into published.customer_tiers values ('highend_flower', 1)",
+    )
+    doc = shipped_doc()
+    doc["tiers"]["top"]["all"][0] = "spend >= 90000"
+    changed = policy.parse_policy(write_policy(tmp_path, doc))
+    with pytest.raises(policy.PolicyError, match="publish the change as a new version"):
+        policy.load_policies(scratch_db, [changed])
+
+
+def test_every_indicator_a_policy_may_name_is_computed_by_dbt() -> None:
+    sql = (settings.DBT_PROJECT_DIR / "models" / "intermediate" / "int_customer_indicator_values.sql").read_text()
+    for indicator in policy.INDICATORS:
+        assert f"('{indicator}'," in sql, indicator

@@ -1,0 +1,68 @@
+"""The Great Expectations gates fail on planted bad batches and name what failed."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import query
+from tierhouse import quality
+
+MART_DDL = """
+create schema marts;
+create table marts.fct_customer_tiers (
+    customer_period_id text, policy text, policy_version integer, period_month date, customer_key text,
+    tier text, tier_label text, tier_rank integer, decided_by text, spend numeric
+);
+"""
+GOOD_ROWS = [
+    ("a", "highend_flower", 1, "2026-10-01", "c1", "top", "顶级高端", 1, "top: all conditions met", 150000),
+    ("b", "highend_flower", 1, "2026-10-01", "c2", "none", "非高端", 99, "no tier rule met", 800),
+    # another period's rows must not be judged with this one
+    ("c", "highend_flower", 1, "2026-09-01", "c2", "gold", "?", 1, None, 99999999),
+]
+PARAMS = {"policy": "highend_flower", "period_month": "2026-10-01"}
+
+
+def plant(url, rows) -> None:
+    query(url, MART_DDL)
+    for row in rows:
+        query(url, "insert into marts.fct_customer_tiers values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", row)
+
+
+def test_publish_gate_passes_a_clean_period(scratch_db) -> None:
+    plant(scratch_db, GOOD_ROWS)
+    outcome = quality.gate(scratch_db, "publish_customer_tiers", PARAMS)
+    assert outcome.success and outcome.evaluated == 7
+
+
+def test_publish_gate_fails_on_a_planted_bad_batch(scratch_db) -> None:
+    bad = [
+        *GOOD_ROWS,
+        ("d", "highend_flower", 1, "2026-10-01", "c1", "gold", "?", 1, "x", 100),  # c1 twice, unknown tier
+        ("e", "highend_flower", 1, "2026-10-01", None, "none", "?", 99, None, 9_000_000),  # no key, implausible spend
+    ]
+    plant(scratch_db, bad)
+    with pytest.raises(quality.QualityGateFailed) as raised:
+        quality.gate(scratch_db, "publish_customer_tiers", PARAMS)
+    message = str(raised.value)
+    for expected in (
+        "expect_column_values_to_be_unique(customer_key)",
+        "expect_column_values_to_be_in_set(tier)",
+        "expect_column_values_to_not_be_null(customer_key)",
+        "expect_column_values_to_not_be_null(decided_by)",
+        "expect_column_values_to_be_between(spend)",
+    ):
+        assert expected in message
+
+
+def test_publish_gate_fails_on_an_empty_period(scratch_db) -> None:
+    plant(scratch_db, GOOD_ROWS)
+    outcome = quality.run_checkpoint(scratch_db, "publish_customer_tiers", {**PARAMS, "period_month": "2026-11-01"})
+    assert not outcome.success
+    assert [f.expectation for f in outcome.failures] == ["expect_table_row_count_to_be_between"]
+
+
+def test_checkpoint_parameters_cannot_inject_sql(scratch_db) -> None:
+    plant(scratch_db, GOOD_ROWS)
+    with pytest.raises(ValueError, match="unsafe filter"):
+        quality.run_checkpoint(scratch_db, "publish_customer_tiers", {**PARAMS, "policy": "x' or '1'='1"})
