@@ -6,7 +6,8 @@ import hashlib
 from datetime import date
 from pathlib import Path
 
-from tierhouse import ingest
+from tierhouse import ingest, parsing
+from tierhouse.sources import POS
 from tierhouse.generate import STORES, generate
 
 
@@ -36,9 +37,9 @@ def test_exports_look_like_real_tills_and_parse_cleanly(tmp_path: Path) -> None:
         assert files, store.code
         raw = files[0].read_bytes()
         assert b"\r\n" in raw
-        encodings[store.code] = ingest.decode_export(raw)[1]
+        encodings[store.code] = parsing.decode_export(raw)[1]
         for path in files:
-            load = ingest.parse_pos_export(path.name, path.read_bytes())
+            load = parsing.parse_export(POS, path.name, path.read_bytes(), known_stores=ingest.known_store_codes())
             assert load.rejections == [], (path, load.rejections[:3])
             lines += len(load.good_rows)
             refunds += sum(1 for row in load.good_rows if row[10] < 0)

@@ -11,19 +11,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import query
-from tierhouse import ingest
+from tierhouse import ingest, parsing
+from tierhouse.sources import POS
 from tierhouse.generate import POS_COLUMNS
 
 HEADER = ",".join(POS_COLUMNS)
 NOW = datetime(2026, 11, 2, 12, 0)
 
 
-def pos_line(receipt="SH01-1", line_no="1", sold_at="2026-10-01 10:00:00", member="M000001", quantity="1", amount="880.00"):
+def pos_line(
+    receipt="SH01-1", line_no="1", sold_at="2026-10-01 10:00:00", member="M000001", quantity="1", amount="880.00"
+) -> str:
     return f"{receipt},{line_no},{sold_at},SH01,{member},WED-S100,wedding,standard,{quantity},{amount},{amount}"
 
 
-def parse(*lines: str, encoding: str = "utf-8", newline: str = "\r\n") -> ingest.FileLoad:
-    return ingest.parse_pos_export("SH01/x.csv", newline.join([HEADER, *lines]).encode(encoding), now=NOW)
+def parse_pos(file_name: str, data: bytes) -> parsing.FileLoad:
+    return parsing.parse_export(POS, file_name, data, now=NOW, known_stores=frozenset({"SH01", "SH02"}))
+
+
+def parse(*lines: str, encoding: str = "utf-8", newline: str = "\r\n") -> parsing.FileLoad:
+    return parse_pos("SH01/x.csv", newline.join([HEADER, *lines]).encode(encoding))
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk"])
@@ -36,7 +43,7 @@ def test_exports_in_every_till_encoding_and_line_ending_load(encoding: str, newl
 
 def test_mixed_line_endings_in_one_file_load() -> None:
     data = (HEADER + "\r\n" + pos_line() + "\n" + pos_line(line_no="2") + "\r\n").encode()
-    load = ingest.parse_pos_export("f.csv", data, now=NOW)
+    load = parse_pos("f.csv", data)
     assert len(load.good_rows) == 2
 
 
@@ -45,7 +52,7 @@ def test_columns_may_come_in_any_order() -> None:
     reordered = [columns[4], columns[10], *columns[:4], *columns[5:10]]
     values = dict(zip(columns, pos_line().split(","), strict=True))
     data = (",".join(reordered) + "\n" + ",".join(values[c] for c in reordered)).encode()
-    load = ingest.parse_pos_export("f.csv", data, now=NOW)
+    load = parse_pos("f.csv", data)
     assert load.rejections == [] and load.good_rows[0][4] == "M000001"
 
 
@@ -64,7 +71,11 @@ def test_a_refund_is_a_negative_line_and_loads() -> None:
         (pos_line(sold_at="2027-01-01 10:00:00"), "future_date"),
         (pos_line(quantity="-2"), "negative_quantity"),
         (pos_line(quantity="2", amount="-10.00"), "sign_mismatch"),
-        (pos_line(quantity="two"), "unparsable_quantity"),
+        (pos_line(quantity="two"), "unparsable_number"),
+        (pos_line(line_no="99999999999"), "unparsable_number"),
+        (pos_line(amount="99999999999.00", quantity="1"), "unparsable_amount"),
+        (pos_line().replace(",SH01,", ",XX99,"), "unknown_store"),
+        (pos_line().replace(",standard,", ",gold-plated,"), "invalid_value"),
         (pos_line() + ",extra", "wrong_field_count"),
         ("SH01-9,1,\x00", "bad_encoding"),
     ],
@@ -84,14 +95,14 @@ def test_a_repeated_receipt_line_is_quarantined_as_duplicate() -> None:
 
 def test_a_header_without_required_columns_quarantines_every_row() -> None:
     data = ("会员卡号,金额\nM1,10\nM2,20\n").encode()
-    load = ingest.parse_pos_export("f.csv", data, now=NOW)
+    load = parse_pos("f.csv", data)
     assert load.rows_read == 2 and {r.reason_code for r in load.rejections} == {"missing_column"}
     assert load.amount_read == load.amount_quarantined == Decimal("30")
 
 
 def test_undecodable_bytes_quarantine_the_file_as_bad_encoding() -> None:
     data = HEADER.encode() + b"\n" + b"\xff\xfe\xfa\x81\x30 broken\n"
-    load = ingest.parse_pos_export("f.csv", data, now=NOW)
+    load = parse_pos("f.csv", data)
     assert load.rows_read == 1 and load.rejections[0].reason_code == "bad_encoding"
 
 
@@ -114,7 +125,7 @@ def test_malformed_csv_never_crashes_the_parser_nor_loses_a_row(lines: list[str]
         data = text.encode(encoding)
     except UnicodeEncodeError:
         data = text.encode("utf-8", errors="replace")
-    load = ingest.parse_pos_export("fuzz.csv", data, now=NOW)
+    load = parse_pos("fuzz.csv", data)
     load.reconcile()  # read == loaded + quarantined, rows and amounts
     assert load.rows_read == len(load.good_rows) + len(load.rejections)
 
@@ -122,7 +133,7 @@ def test_malformed_csv_never_crashes_the_parser_nor_loses_a_row(lines: list[str]
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=2000))
 def test_arbitrary_bytes_never_crash_the_parser_nor_lose_a_row(body: bytes) -> None:
-    load = ingest.parse_pos_export("fuzz.csv", HEADER.encode() + b"\n" + body, now=NOW)
+    load = parse_pos("fuzz.csv", HEADER.encode() + b"\n" + body)
     load.reconcile()
 
 
@@ -174,6 +185,22 @@ def test_loading_garbage_files_never_crashes_and_reconciles(scratch_db, tmp_path
         " from raw.load_manifest where file_name = 'SH01/g.csv'",
     )
     assert row[0] == row[1] == row[2]
+
+
+def test_a_line_already_delivered_by_another_file_is_quarantined_as_duplicate(scratch_db, tmp_path: Path) -> None:
+    write_export(tmp_path, "SH01_20261001.csv", pos_line())
+    write_export(tmp_path, "SH01_20261002.csv", pos_line(), pos_line(receipt="SH01-2"))
+    summary = ingest.load_pos_exports(scratch_db, tmp_path)
+    assert (summary.rows_loaded, summary.rows_quarantined) == (2, 1)
+    assert query(scratch_db, "select file_name, reason_code, detail from raw.quarantine") == [
+        ("SH01/SH01_20261002.csv", "duplicate_order_id", "SH01-1/1 already loaded from SH01/SH01_20261001.csv")
+    ]
+    assert query(
+        scratch_db, "select rows_read, rows_loaded, rows_quarantined, amount_quarantined from raw.load_manifest order by 1"
+    ) == [
+        (1, 1, 0, Decimal("0")),
+        (2, 1, 1, Decimal("880.00")),
+    ]
 
 
 def test_shop_extraction_is_incremental_and_picks_up_late_refunds(scratch_db, tmp_path: Path) -> None:

@@ -21,20 +21,10 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-#: POS export columns: Chinese header as the till prints it -> meaning.
-POS_COLUMNS = {
-    "小票号": "receipt_no",
-    "行号": "line_no",
-    "销售时间": "sold_at",
-    "门店编码": "store_code",
-    "会员卡号": "member_id",
-    "商品编码": "sku",
-    "业务类型": "business_line",
-    "定制等级": "customization_level",
-    "数量": "quantity",
-    "单价": "unit_price",
-    "金额": "amount",
-}
+from tierhouse.sources import POS
+
+#: POS export header as the till prints it (the first, Chinese, spelling) -> column name.
+POS_COLUMNS = {column.headers[0]: column.name for column in POS.columns}
 
 
 @dataclass(frozen=True)

