@@ -1,5 +1,7 @@
-"""Airflow DAG: land store POS exports and online shop orders in the warehouse's raw schema,
-then gate them with Great Expectations. Emits the raw-sales Asset that triggers grading."""
+"""Airflow DAG: land every source in the warehouse's raw schema — store POS exports, CRM
+members, payments, custom-order details and service tickets from their export files, online
+orders from the shop database — then gate them with Great Expectations. Emits the raw-sales
+Asset that triggers grading."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
 from tierhouse import pipeline
 from tierhouse.assets import RAW_SALES
 from tierhouse.dag_defaults import DEFAULT_ARGS, TIMEZONE
+from tierhouse.sources import SOURCES
 
 
 @dag(
@@ -25,8 +28,8 @@ from tierhouse.dag_defaults import DEFAULT_ARGS, TIMEZONE
 )
 def tierhouse_ingest():
     @task
-    def load_pos_exports() -> dict:
-        return pipeline.load_pos_exports()
+    def load_exports(source_name: str) -> dict:
+        return pipeline.load_exports(source_name)
 
     @task
     def extract_shop_orders() -> dict:
@@ -41,7 +44,8 @@ def tierhouse_ingest():
         }
         return evaluated
 
-    chain([load_pos_exports(), extract_shop_orders()], check_raw_quality())
+    loads = [load_exports.override(task_id=f"load_{name}")(name) for name in SOURCES]
+    chain([*loads, extract_shop_orders()], check_raw_quality())
 
 
 tierhouse_ingest()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tierhouse.privacy import KEY_ENV
 from tierhouse.warehouse import EmbeddedWarehouse, WarehouseUrl, connect, resolve_url, session, wait_until_ready
+
+# Loaders pseudonymise phone numbers; the tests bring their own throw-away key.
+os.environ.setdefault(KEY_ENV, secrets.token_hex(32))
 
 E2E_CUSTOMERS = 300
 E2E_MONTHS = 36

@@ -12,17 +12,17 @@ from hypothesis import strategies as st
 
 from tests.conftest import query
 from tierhouse import ingest, parsing
-from tierhouse.sources import POS
 from tierhouse.generate import POS_COLUMNS
+from tierhouse.sources import POS
 
 HEADER = ",".join(POS_COLUMNS)
 NOW = datetime(2026, 11, 2, 12, 0)
 
 
 def pos_line(
-    receipt="SH01-1", line_no="1", sold_at="2026-10-01 10:00:00", member="M000001", quantity="1", amount="880.00"
+    receipt="SH01-1", line_no="1", sold_at="2026-10-01 10:00:00", member="M000001", quantity="1", amount="880.00", phone=""
 ) -> str:
-    return f"{receipt},{line_no},{sold_at},SH01,{member},WED-S100,wedding,standard,{quantity},{amount},{amount}"
+    return f"{receipt},{line_no},{sold_at},SH01,{member},{phone},WED-S100,wedding,standard,{quantity},{amount},{amount}"
 
 
 def parse_pos(file_name: str, data: bytes) -> parsing.FileLoad:
@@ -49,7 +49,7 @@ def test_mixed_line_endings_in_one_file_load() -> None:
 
 def test_columns_may_come_in_any_order() -> None:
     columns = list(POS_COLUMNS)
-    reordered = [columns[4], columns[10], *columns[:4], *columns[5:10]]
+    reordered = [columns[4], columns[11], *columns[:4], *columns[5:11]]
     values = dict(zip(columns, pos_line().split(","), strict=True))
     data = (",".join(reordered) + "\n" + ",".join(values[c] for c in reordered)).encode()
     load = parse_pos("f.csv", data)

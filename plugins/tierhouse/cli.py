@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import date
@@ -54,6 +55,30 @@ def cmd_seed_shop(args: argparse.Namespace) -> int:
 
     print(f"shop database: {seed_shop_database(_url(), Path(args.dir))} orders")
     return 0
+
+
+def cmd_import_orders(args: argparse.Namespace) -> int:
+    from tierhouse.ingest import format_load_report, import_order_file, load_report
+    from tierhouse.privacy import KEY_ENV, ensure_local_key
+
+    if not os.environ.get(KEY_ENV) and not os.environ.get("WAREHOUSE_URL"):
+        os.environ.update(ensure_local_key())  # the embedded warehouse's local key
+    path = Path(args.file)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    url = _url()
+    summary = import_order_file(url, path)
+    print(f"{path.name}: {summary.rows_loaded} lines loaded, {summary.rows_quarantined} quarantined")
+    print(format_load_report([r for r in load_report(url) if r.source == "imports"]))
+    return 0 if summary.rows_quarantined == 0 else 3
+
+
+def cmd_loads(_args: argparse.Namespace) -> int:
+    from tierhouse.ingest import format_load_report, load_report
+
+    reports = load_report(_url())
+    print(format_load_report(reports))
+    return 0 if all(r.reconciled for r in reports) else 1
 
 
 def cmd_dbt(args: argparse.Namespace) -> int:
@@ -110,7 +135,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Warehouse, sample data, both DAGs for real, then the tier summary."""
     from tierhouse.generate import generate
-    from tierhouse.ingest import seed_shop_database
+    from tierhouse.ingest import format_load_report, load_report, seed_shop_database
     from tierhouse.publish import format_summary, parse_period, tier_summary
     from tierhouse.runner import LocalAirflow, dags_test
 
@@ -141,6 +166,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if not result.succeeded:
             print(result.output[-8000:])
             return 1
+    print()
+    print(format_load_report(load_report(url)))
     for policy in ("highend_flower",):
         period_month = parse_period(DEMO_PERIOD)
         print()
@@ -169,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("seed-shop", help="fill the stand-in online shop database from generated files")
     p.add_argument("--dir", default=str(settings.DATA_DIR / "shop"))
     p.set_defaults(func=cmd_seed_shop)
+
+    p = sub.add_parser("import-orders", help="load your own order history (generic CSV layout, see README)")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_import_orders)
+
+    p = sub.add_parser("loads", help="what was read, loaded and quarantined per source")
+    p.set_defaults(func=cmd_loads)
 
     p = sub.add_parser("dbt", help="run dbt against the warehouse, e.g. `tierhouse dbt build`")
     p.add_argument("dbt_args", nargs=argparse.REMAINDER)

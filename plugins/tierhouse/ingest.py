@@ -21,6 +21,7 @@ from pathlib import Path
 from tierhouse import raw_schema, settings
 from tierhouse import sources as s
 from tierhouse.parsing import FileLoad, ReconciliationError, parse_export
+from tierhouse.privacy import normalise_phone, pseudonymise
 from tierhouse.warehouse import WarehouseUrl, connect, session
 
 SHOP_SOURCE = "shop"
@@ -89,7 +90,7 @@ def load_exports(
     """Load every export of ``source`` under ``root``; files already loaded unchanged are skipped."""
     files = sorted(root.rglob("*.csv"))
     with connect(url) as conn:
-        raw_schema.apply(conn, raw_schema.RAW_DDL)
+        raw_schema.apply(conn, raw_schema.all_ddl())
         with conn.cursor() as cur:
             cur.execute("select file_name, sha256 from raw.load_manifest where source = %s", (source.name,))
             known = dict(cur.fetchall())
@@ -105,9 +106,14 @@ def load_exports(
             load = parse_export(source, name, data, now=now, known_stores=known_stores)
             with conn, conn.cursor() as cur:  # one transaction per file
                 cur.execute(f"delete from raw.{source.table} where _source_file = %s", (name,))
+                if source.restricted_columns:
+                    cur.execute(f"delete from pii.{source.table} where _source_file = %s", (name,))
                 _quarantine_cross_file_duplicates(cur, source, load)
                 load.reconcile()
-                _copy_rows(cur, f"raw.{source.table}", _raw_columns(source), load.good_rows)
+                raw_rows, restricted_rows = _split_personal_data(source, load.good_rows)
+                _copy_rows(cur, f"raw.{source.table}", source.raw_columns, raw_rows)
+                if source.restricted_columns:
+                    _copy_rows(cur, f"pii.{source.table}", source.restricted_columns, restricted_rows)
                 _record_load(cur, source.name, load)
                 _check_manifest_against_table(cur, source, name)
             loaded += 1
@@ -120,8 +126,23 @@ def load_pos_exports(url: WarehouseUrl, pos_dir: Path, now: datetime | None = No
     return load_exports(url, s.POS, pos_dir, now=now)
 
 
-def _raw_columns(source: s.CsvSource) -> tuple[str, ...]:
-    return (*(c.name for c in source.columns), "_source_file", "_source_line")
+def _split_personal_data(source: s.CsvSource, rows: list[tuple]) -> tuple[list[tuple], list[tuple]]:
+    """Rows for raw (identifiers replaced by keyed hashes, personal data left out) and rows for
+    the restricted pii table (the row's key and its personal data)."""
+    names = [c.name for c in source.columns]
+    restricted = source.restricted_columns[:-2]
+    raw_rows, restricted_rows = [], []
+    for row in rows:
+        values = dict(zip(names, row, strict=False))
+        raw_values = [
+            pseudonymise(c.name, values[c.name]) if c.pseudonymise and values[c.name] is not None else values[c.name]
+            for c in source.columns
+            if c.raw_name
+        ]
+        raw_rows.append((*raw_values, *row[-2:]))
+        if restricted:
+            restricted_rows.append((*(values[name] for name in restricted), *row[-2:]))
+    return raw_rows, restricted_rows
 
 
 def _quarantine_cross_file_duplicates(cur, source: s.CsvSource, load: FileLoad) -> None:
@@ -169,7 +190,7 @@ def extract_shop_orders(url: WarehouseUrl, shop_url: WarehouseUrl | None = None)
     shop_url = shop_url or url
     batch_id = uuid.uuid4().hex
     with connect(url) as conn, conn.cursor() as cur:
-        raw_schema.apply(conn, raw_schema.RAW_DDL)
+        raw_schema.apply(conn, raw_schema.all_ddl())
         cur.execute("select watermark from raw.extract_watermarks where source = %s", (SHOP_SOURCE,))
         found = cur.fetchone()
     watermark = found[0] if found else datetime(1900, 1, 1)
@@ -178,7 +199,7 @@ def extract_shop_orders(url: WarehouseUrl, shop_url: WarehouseUrl | None = None)
         # Repeatable read: orders and lines come from one consistent snapshot of the shop.
         cur.execute("set transaction isolation level repeatable read")
         cur.execute(
-            "select order_id, member_id, channel, status, ordered_at, updated_at from shop.orders"
+            "select order_id, member_id, phone, channel, status, ordered_at, updated_at from shop.orders"
             " where updated_at > %s order by updated_at",
             (watermark,),
         )
@@ -196,13 +217,17 @@ def extract_shop_orders(url: WarehouseUrl, shop_url: WarehouseUrl | None = None)
 
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute("create temp table incoming_orders (like raw.shop_orders including defaults) on commit drop")
-        _copy_rows(cur, "incoming_orders", ("order_id", "member_id", "channel", "status", "ordered_at", "updated_at", "_batch_id"),
-                   [(*o, batch_id) for o in orders])  # fmt: skip
+        _copy_rows(
+            cur,
+            "incoming_orders",
+            ("order_id", "member_id", "phone_key", "channel", "status", "ordered_at", "updated_at", "_batch_id"),
+            [(o[0], o[1], _phone_key(o[2]), *o[3:], batch_id) for o in orders],
+        )
         cur.execute(
             """
             insert into raw.shop_orders as t select * from incoming_orders
             on conflict (order_id) do update set
-                member_id = excluded.member_id, channel = excluded.channel, status = excluded.status,
+                member_id = excluded.member_id, phone_key = excluded.phone_key, channel = excluded.channel, status = excluded.status,
                 ordered_at = excluded.ordered_at, updated_at = excluded.updated_at,
                 _batch_id = excluded._batch_id, _loaded_at = excluded._loaded_at
             """
@@ -235,7 +260,7 @@ def extract_shop_orders(url: WarehouseUrl, shop_url: WarehouseUrl | None = None)
             insert into raw.extract_watermarks (source, watermark) values (%s, %s)
             on conflict (source) do update set watermark = excluded.watermark, updated_at = now()
             """,
-            (SHOP_SOURCE, max(o[5] for o in orders)),
+            (SHOP_SOURCE, max(o[6] for o in orders)),
         )
         cur.execute(
             """
@@ -246,6 +271,76 @@ def extract_shop_orders(url: WarehouseUrl, shop_url: WarehouseUrl | None = None)
             (SHOP_SOURCE, f"batch-{batch_id}", batch_id, len(lines), loaded_lines, source_amount, loaded_amount),
         )
     return LoadSummary(len(orders), 1, len(lines), 0)
+
+
+@dataclass(frozen=True)
+class SourceReport:
+    source: str
+    files: int
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    amount_read: Decimal
+    amount_loaded: Decimal
+    amount_quarantined: Decimal
+    reasons: dict[str, int]
+
+    @property
+    def reconciled(self) -> bool:
+        return (
+            self.rows_read == self.rows_loaded + self.rows_quarantined
+            and self.amount_read == self.amount_loaded + self.amount_quarantined
+        )
+
+
+def load_report(url: WarehouseUrl) -> list[SourceReport]:
+    """Per source: what the manifest says was read, loaded and quarantined, and why."""
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            """
+            select m.source, count(*), sum(rows_read), sum(rows_loaded), sum(rows_quarantined),
+                   sum(amount_read), sum(amount_loaded), sum(amount_quarantined),
+                   (select coalesce(jsonb_object_agg(reason_code, n), '{}') from (
+                        select reason_code, count(*) as n from raw.quarantine as q
+                        where q.source = m.source group by reason_code) as r)
+            from raw.load_manifest as m
+            group by m.source
+            order by m.source
+            """
+        )
+        return [SourceReport(*row) for row in cur.fetchall()]
+
+
+def format_load_report(reports: list[SourceReport]) -> str:
+    header = f"{'source':<14} {'files':>6} {'read':>7} {'loaded':>7} {'quarant.':>8} {'reconciled':>10}  quarantine reasons"
+    lines = ["Loads — raw.load_manifest and raw.quarantine", header, "-" * len(header)]
+    for r in reports:
+        reasons = ", ".join(f"{code} {n}" for code, n in sorted(r.reasons.items())) or "-"
+        lines.append(
+            f"{r.source:<14} {r.files:>6} {r.rows_read:>7} {r.rows_loaded:>7} {r.rows_quarantined:>8}"
+            f" {'yes' if r.reconciled else 'NO':>10}  {reasons}"
+        )
+    return "\n".join(lines)
+
+
+def import_order_file(url: WarehouseUrl, path: Path, landing: Path | None = None) -> LoadSummary:
+    """Copy an order-history file in the generic layout to the landing area and load it."""
+    target_dir = (landing or settings.DATA_DIR) / s.ORDER_IMPORT.subdir
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / path.name
+    if path.resolve() != target.resolve():
+        target.write_bytes(path.read_bytes())
+    return load_exports(url, s.ORDER_IMPORT, target_dir)
+
+
+def _phone_key(phone: str | None) -> str | None:
+    """Guest checkouts carry a phone; a malformed one identifies nobody, so it keys nothing."""
+    if not phone:
+        return None
+    try:
+        return pseudonymise("phone", normalise_phone(phone))
+    except ValueError:
+        return None
 
 
 def seed_shop_database(shop_url: WarehouseUrl, shop_dir: Path) -> int:

@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from tierhouse import sources as s
+from tierhouse.privacy import normalise_phone
 
 _MAX_AMOUNT = Decimal("1e10")  # numeric(12, 2)
 _MAX_INT = 2**31
@@ -112,6 +113,8 @@ def _parse_value(kind: str, text: str) -> object:
         return stamp
     if kind == "date":
         return date.fromisoformat(text.replace("/", "-"))
+    if kind == "phone":
+        return normalise_phone(text)
     if kind == "bool":
         lowered = text.lower()
         if lowered in _TRUE | _FALSE:
@@ -213,11 +216,9 @@ def _check_row(
             return Rejection(None, s.KIND_REASON[column.kind] or s.INVALID_VALUE, f"{column.name}={text!r}: {exc}")
         if column.allowed is not None and text not in column.allowed:
             return Rejection(None, s.INVALID_VALUE, f"{column.name}={text!r} is not one of {sorted(column.allowed)}")
-        if column.kind in ("timestamp", "date"):
-            moment = typed[column.name]
-            as_datetime = moment if isinstance(moment, datetime) else datetime.combine(moment, datetime.min.time())  # type: ignore[arg-type]
-            if as_datetime > now + timedelta(days=1):
-                return Rejection(None, s.FUTURE_DATE, f"{column.name}={text}")
+        # A timestamp records something that happened; a date may be a due or event date ahead.
+        if column.kind == "timestamp" and typed[column.name] > now + timedelta(days=1):  # type: ignore[operator]
+            return Rejection(None, s.FUTURE_DATE, f"{column.name}={text}")
     if source.signed_pair:
         quantity, amount = (typed[name] for name in source.signed_pair)
         if quantity == 0 or (quantity < 0) != (amount < 0):  # type: ignore[operator]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 from tierhouse import settings
 from tierhouse.publish import parse_period
@@ -29,11 +28,14 @@ def warehouse_url() -> WarehouseUrl:
 
 
 # -- ingest -----------------------------------------------------------------------------------
-def load_pos_exports(pos_dir: str | None = None) -> dict:
+def load_exports(source_name: str) -> dict:
+    """Load the new or changed export files of one file source from the landing directory."""
     from tierhouse import ingest
+    from tierhouse.sources import SOURCES
 
-    summary = ingest.load_pos_exports(warehouse_url(), Path(pos_dir) if pos_dir else settings.DATA_DIR / "pos")
-    log.info("POS exports: %s", summary)
+    source = SOURCES[source_name]
+    summary = ingest.load_exports(warehouse_url(), source, settings.DATA_DIR / source.subdir)
+    log.info("%s exports: %s", source_name, summary)
     return summary.__dict__
 
 

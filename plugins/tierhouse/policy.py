@@ -180,7 +180,7 @@ def load_policies(url: WarehouseUrl, policies: list[Policy]) -> int:
     if not policies:
         raise PolicyError(settings.POLICIES_DIR, "(dir)", "no policy files found")
     with connect(url) as conn, conn.cursor() as cur:
-        raw_schema.apply(conn, raw_schema.RAW_DDL)
+        raw_schema.apply(conn, raw_schema.all_ddl())
         for policy in policies:
             cur.execute(
                 "select sha256 from raw.policy_versions where policy = %s and version = %s",

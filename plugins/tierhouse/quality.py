@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -77,10 +78,17 @@ def _batch_query(table: str, where: dict[str, str] | None, params: dict[str, str
     return f"select * from {table} where {' and '.join(clauses)}"
 
 
+def _expectation_parameters(spec: dict, now: datetime | None) -> dict:
+    """Values expectations refer to as ``{"$PARAMETER": ...}``, fixed at run time."""
+    now = now or datetime.now(UTC)
+    hours = spec.get("freshness_hours")
+    return {"fresh_since": (now - timedelta(hours=hours)).isoformat()} if hours else {}
+
+
 def run_checkpoint(
-    url: WarehouseUrl, name: str, params: dict[str, str] | None = None, root: Path | None = None
+    url: WarehouseUrl, name: str, params: dict[str, str] | None = None, root: Path | None = None, now: datetime | None = None
 ) -> CheckpointOutcome:
-    """Run a checkpoint; return its outcome (``raise_on_failure`` wraps this for pipelines)."""
+    """Run a checkpoint and return its outcome; :func:`gate` raises on failure instead."""
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
@@ -111,7 +119,7 @@ def run_checkpoint(
             context.validation_definitions.add(gx.ValidationDefinition(name=f"{name}#{index}", data=batch, suite=suite))
         )
     checkpoint = context.checkpoints.add(gx.Checkpoint(name=name, validation_definitions=validation_definitions))
-    result = checkpoint.run()
+    result = checkpoint.run(expectation_parameters=_expectation_parameters(spec, now))
 
     failures, evaluated = [], 0
     for run in result.run_results.values():

@@ -5,6 +5,8 @@ Applied idempotently before every load so a fresh warehouse needs no migration s
 
 from __future__ import annotations
 
+from tierhouse.sources import SOURCES, SQL_TYPES, CsvSource
+
 RAW_DDL = """
 create schema if not exists raw;
 
@@ -23,27 +25,10 @@ create table if not exists raw.load_manifest (
     primary key (source, file_name)
 );
 
-create table if not exists raw.pos_sales_lines (
-    receipt_no          text           not null,
-    line_no             integer        not null,
-    sold_at             timestamp      not null,
-    store_code          text           not null,
-    member_id           text,
-    sku                 text           not null,
-    business_line       text,
-    customization_level text,
-    quantity            integer        not null,
-    unit_price          numeric(12, 2),
-    amount              numeric(12, 2) not null,
-    _source_file        text           not null,
-    _source_line        integer        not null,
-    _loaded_at          timestamptz    not null default now()
-);
-create index if not exists pos_sales_lines_source_file on raw.pos_sales_lines (_source_file);
-
 create table if not exists raw.shop_orders (
     order_id    text        primary key,
     member_id   text,
+    phone_key   text,
     channel     text        not null,
     status      text        not null,
     ordered_at  timestamp   not null,
@@ -122,6 +107,7 @@ create schema if not exists shop;
 create table if not exists shop.orders (
     order_id    text primary key,
     member_id   text,
+    phone       text,  -- guest checkouts leave a phone number instead of a member id
     channel     text      not null,
     status      text      not null,
     ordered_at  timestamp not null,
@@ -141,6 +127,38 @@ create table if not exists shop.order_lines (
     primary key (order_id, line_no)
 );
 """
+
+
+def source_ddl(source: CsvSource) -> str:
+    """Landing table of a file source, and its restricted twin in ``pii`` when it has personal data."""
+    columns = [f"{c.raw_name} {SQL_TYPES[c.kind]}{' not null' if c.required else ''}" for c in source.columns if c.raw_name]
+    ddl = f"""
+create table if not exists raw.{source.table} (
+    {", ".join(columns)},
+    _source_file text not null,
+    _source_line integer not null,
+    _loaded_at timestamptz not null default now()
+);
+create index if not exists {source.table}_source_file on raw.{source.table} (_source_file);
+"""
+    if source.restricted_columns:
+        by_name = {c.name: c for c in source.columns}
+        personal = [f"{name} {SQL_TYPES[by_name[name].kind]}" for name in source.restricted_columns[:-2]]
+        ddl += f"""
+create schema if not exists pii;
+revoke all on schema pii from public;
+create table if not exists pii.{source.table} (
+    {", ".join(personal)},
+    _source_file text not null,
+    _source_line integer not null
+);
+create index if not exists {source.table}_source_file on pii.{source.table} (_source_file);
+"""
+    return ddl
+
+
+def all_ddl() -> str:
+    return RAW_DDL + "".join(source_ddl(source) for source in SOURCES.values())
 
 
 def apply(conn, ddl: str) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tierhouse import settings
+from tierhouse.privacy import ensure_local_key
 from tierhouse.warehouse import WarehouseUrl
 
 DEFAULT_AIRFLOW_HOME = Path(os.environ.get("TIERHOUSE_AIRFLOW_HOME", settings.PROJECT_ROOT / ".airflow"))
@@ -54,6 +55,8 @@ def airflow_env(url: WarehouseUrl, home: Path = DEFAULT_AIRFLOW_HOME, extra: dic
         "TIERHOUSE_HOME": str(settings.PROJECT_ROOT),
         "TIERHOUSE_RETRY_DELAY_SECONDS": os.environ.get("TIERHOUSE_RETRY_DELAY_SECONDS", "1"),
     }
+    for name, value in ensure_local_key().items():
+        env.setdefault(name, value)  # a key from the environment (a deployment's) wins
     env.update(extra or {})
     return env
 

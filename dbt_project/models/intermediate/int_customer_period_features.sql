@@ -2,7 +2,9 @@ with
 
 orders as (
 
+    -- unresolved orders (no member, no known phone) belong to nobody we can grade
     select * from {{ ref('int_orders') }}
+    where customer_key is not null
 
 ),
 

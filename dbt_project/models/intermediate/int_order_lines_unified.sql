@@ -18,6 +18,12 @@ online_lines as (
 
 ),
 
+imported_lines as (
+
+    select * from {{ ref('stg_imports__order_lines') }}
+
+),
+
 store_unified as (
 
     select
@@ -25,6 +31,7 @@ store_unified as (
         'store:' || order_id as order_id,
         'store' as sales_channel,
         member_id,
+        phone_key,
         ordered_at,
         business_line,
         customization_level,
@@ -41,6 +48,7 @@ online_sold as (
         'online:' || online_lines.order_id as order_id,
         online_orders.sales_channel,
         online_orders.member_id,
+        online_orders.phone_key,
         online_orders.ordered_at,
         online_lines.business_line,
         online_lines.customization_level,
@@ -62,6 +70,7 @@ online_refunded as (
         online_sold.order_id,
         online_sold.sales_channel,
         online_sold.member_id,
+        online_sold.phone_key,
         online_orders.status_changed_at as ordered_at,
         online_sold.business_line,
         online_sold.customization_level,
@@ -74,6 +83,23 @@ online_refunded as (
 
 ),
 
+imported_unified as (
+
+    select
+        order_line_id,
+        order_id,
+        sales_channel,
+        member_id,
+        phone_key,
+        ordered_at,
+        business_line,
+        customization_level,
+        is_customised,
+        amount
+    from imported_lines
+
+),
+
 final as (
 
     select * from store_unified
@@ -81,6 +107,8 @@ final as (
     select * from online_sold
     union all
     select * from online_refunded
+    union all
+    select * from imported_unified
 
 )
 

@@ -24,11 +24,12 @@ final as (
         'store' as sales_channel,
         store_code,
         member_id,
+        phone_key,
         sold_at as ordered_at,
         sku,
         coalesce(business_line, 'unknown') as business_line,
         coalesce(customization_level, 'standard') as customization_level,
-        customization_level in ('semi_custom', 'bespoke') as is_customised,
+        coalesce(customization_level, 'standard') in ('semi_custom', 'bespoke') as is_customised,
         quantity,
         amount,
         _source_file as source_file

@@ -15,7 +15,7 @@ final as (
         sku,
         coalesce(business_line, 'unknown') as business_line,
         coalesce(customization_level, 'standard') as customization_level,
-        customization_level in ('semi_custom', 'bespoke') as is_customised,
+        coalesce(customization_level, 'standard') in ('semi_custom', 'bespoke') as is_customised,
         quantity,
         amount
     from source

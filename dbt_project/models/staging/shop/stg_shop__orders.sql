@@ -11,6 +11,7 @@ final as (
     select
         order_id,
         member_id,
+        phone_key,
         channel as sales_channel,
         status as order_status,
         ordered_at,
