@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tierhouse.privacy import KEY_ENV
+from tierhouse.settings import PROJECT_ROOT
 from tierhouse.warehouse import EmbeddedWarehouse, WarehouseUrl, connect, resolve_url, session, wait_until_ready
 
 # Loaders pseudonymise phone numbers; the tests bring their own throw-away key.
@@ -63,6 +65,7 @@ class GradedWarehouse:
     ingest_run: object
     grading_run: object
     period: str
+    generated: object  # tierhouse.generate.GeneratedCounts
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +82,10 @@ def graded_warehouse(server_url: WarehouseUrl, tmp_path_factory: pytest.TempPath
     _admin(server_url, f'create database "{name}"')
     url = dataclasses.replace(server_url, dbname=name)
     data_dir = tmp_path_factory.mktemp("data")
-    generate(data_dir, E2E_CUSTOMERS, E2E_MONTHS, E2E_SEED, date(2026, 11, 1))
+    counts = generate(data_dir, E2E_CUSTOMERS, E2E_MONTHS, E2E_SEED, date(2026, 11, 1))
+    # a retailer's own order history in the generic layout rides along
+    (data_dir / "imports").mkdir()
+    shutil.copy(PROJECT_ROOT / "docs" / "examples" / "orders_import_example.csv", data_dir / "imports")
     seed_shop_database(url, data_dir / "shop")
     airflow = LocalAirflow(url, tmp_path_factory.mktemp("airflow"), (("TIERHOUSE_DATA_DIR", str(data_dir)),))
     ingest = dags_test(airflow, "tierhouse_ingest", "2026-11-02", echo=False)
@@ -87,7 +93,7 @@ def graded_warehouse(server_url: WarehouseUrl, tmp_path_factory: pytest.TempPath
     grading = dags_test(airflow, "tierhouse_grading", conf={"period": E2E_PERIOD}, echo=False)
     assert grading.succeeded, grading.output[-6000:]
     try:
-        yield GradedWarehouse(url, data_dir, airflow, ingest, grading, E2E_PERIOD)
+        yield GradedWarehouse(url, data_dir, airflow, ingest, grading, E2E_PERIOD, counts)
     finally:
         _admin(server_url, f'drop database if exists "{name}" with (force)')
 

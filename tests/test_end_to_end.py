@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
+
 import pytest
 
 from tests.conftest import GradedWarehouse, query
+from tierhouse import quality
+from tierhouse.ingest import load_report
 from tierhouse.publish import parse_period, tier_summary
 from tierhouse.runner import dags_test, task_states
 from tierhouse.transform import run_dbt
@@ -64,6 +69,9 @@ def test_loads_reconcile(graded_warehouse: GradedWarehouse) -> None:
         " or amount_read <> amount_loaded + amount_quarantined",
     )
     assert bad == (0,)
+    reports = load_report(graded_warehouse.url)
+    assert {r.source for r in reports} == {"pos", "crm", "payments", "custom_orders", "feedback", "imports", "shop"}
+    assert all(r.reconciled for r in reports)
     (pos,) = query(
         graded_warehouse.url,
         "select (select sum(rows_loaded) from raw.load_manifest where source = 'pos'),"
@@ -72,6 +80,56 @@ def test_loads_reconcile(graded_warehouse: GradedWarehouse) -> None:
         " (select sum(amount) from raw.pos_sales_lines)",
     )
     assert pos[0] == pos[1] and pos[2] == pos[3]
+
+
+def test_planted_bad_rows_are_all_in_quarantine_with_their_reason(graded_warehouse: GradedWarehouse) -> None:
+    rows = query(graded_warehouse.url, "select source, reason_code, count(*) from raw.quarantine group by 1, 2")
+    assert {(source, reason) for source, reason, _ in rows} == {
+        ("pos", "missing_required_field"),
+        ("pos", "unparsable_amount"),
+        ("pos", "future_date"),
+        ("pos", "negative_quantity"),
+        ("pos", "unparsable_date"),
+        ("pos", "invalid_value"),
+        ("pos", "duplicate_line"),
+        ("pos", "duplicate_order_id"),
+        ("pos", "unknown_store"),
+        ("crm", "unparsable_date"),
+        ("crm", "invalid_value"),
+        ("payments", "unparsable_amount"),
+        ("custom_orders", "invalid_value"),
+        ("feedback", "invalid_value"),
+    }
+    per_source: dict[str, int] = {}
+    for source, _, n in rows:
+        per_source[source] = per_source.get(source, 0) + n
+    assert per_source == graded_warehouse.generated.planted_bad_rows
+    assert query(graded_warehouse.url, "select count(*) from raw.quarantine where raw_text is null or raw_text = ''") == [(0,)]
+
+
+def test_orders_are_resolved_to_customers_by_the_documented_rules(graded_warehouse: GradedWarehouse) -> None:
+    rules = dict(query(graded_warehouse.url, "select identity_rule, count(*) from intermediate.int_orders group by 1"))
+    assert rules["member_id"] > rules["phone_owner_at_order_time"] > 0
+    assert rules["unresolved"] > 0  # anonymous walk-ins
+    imported = query(
+        graded_warehouse.url,
+        "select order_id, customer_key, identity_rule, net_amount from intermediate.int_orders"
+        " where order_id like 'import:%%' order by 1",
+    )
+    assert imported == [
+        ("import:A-10001", "VIP0001", "member_id", Decimal("20800.00")),
+        ("import:A-10002", "VIP0002", "member_id", Decimal("9600.00")),
+        ("import:A-10003", None, "unresolved", Decimal("680.00")),
+    ]
+
+
+def test_raw_gate_fails_when_sources_stop_arriving(graded_warehouse: GradedWarehouse) -> None:
+    outcome = quality.run_checkpoint(graded_warehouse.url, "ingest_raw", now=datetime(2030, 1, 1, tzinfo=UTC))
+    assert not outcome.success
+    assert {(f.expectation, f.kwargs.get("column")) for f in outcome.failures} == {
+        ("expect_column_max_to_be_between", "_loaded_at")
+    }
+    assert len(outcome.failures) == 6  # one per raw source table
 
 
 def test_rerunning_ingest_changes_nothing(graded_warehouse: GradedWarehouse) -> None:

@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import query
-from tierhouse import ingest, parsing
+from tierhouse import ingest, parsing, privacy, sources
 from tierhouse.generate import POS_COLUMNS
+from tierhouse.settings import PROJECT_ROOT
 from tierhouse.sources import POS
 
 HEADER = ",".join(POS_COLUMNS)
@@ -226,3 +227,73 @@ def test_shop_extraction_is_incremental_and_picks_up_late_refunds(scratch_db, tm
         ("W2", "completed"),
     ]
     assert query(scratch_db, "select count(*), sum(amount) from raw.shop_order_lines") == [(2, Decimal("5600.00"))]
+
+
+# -- personal data and the other sources ------------------------------------------------------
+CRM_HEADER = "会员编号,姓名,手机号,地址,客户类型,分级授权,分级授权时间,营销授权,营销授权时间,更新时间"
+
+
+def test_crm_personal_data_lands_only_in_pii_and_phones_as_keys(scratch_db, tmp_path: Path) -> None:
+    (tmp_path / "members_202609.csv").write_bytes(
+        (
+            CRM_HEADER + "\r\n"
+            "M1,张伟,+86 138-0013-8000,上海市静安区某路1号,individual,是,2026-09-01 10:00:00,否,,2026-09-01 10:00:00\r\n"
+            "M2,某某花艺有限公司,13900139000,北京市朝阳区某街2号,enterprise,否,,是,2026-09-02 10:00:00,2026-09-02 10:00:00\r\n"
+            "M3,李娜,12345,杭州市,individual,是,2026-09-03 10:00:00,否,,2026-09-03 10:00:00\r\n"
+        ).encode("utf-8-sig")
+    )
+    summary = ingest.load_exports(scratch_db, sources.CRM, tmp_path)
+    assert (summary.rows_loaded, summary.rows_quarantined) == (2, 1)
+    raw_columns = {
+        c
+        for (c,) in query(
+            scratch_db,
+            "select column_name from information_schema.columns where table_schema = 'raw' and table_name = 'crm_members'",
+        )
+    }
+    assert not raw_columns & {"name", "phone", "address"}
+    raw_text = str(query(scratch_db, "select * from raw.crm_members"))
+    for personal in ("张伟", "13800138000", "138-0013", "静安区", "某某花艺"):
+        assert personal not in raw_text
+    assert query(scratch_db, "select member_id, name, phone from pii.crm_members order by 1") == [
+        ("M1", "张伟", "13800138000"),
+        ("M2", "某某花艺有限公司", "13900139000"),
+    ]
+    (key,) = query(scratch_db, "select phone_key from raw.crm_members where member_id = 'M1'")
+    assert key[0] == privacy.pseudonymise("phone", "13800138000")
+    assert query(scratch_db, "select reason_code from raw.quarantine") == [("invalid_value",)]
+
+
+def test_the_documented_import_example_loads_cleanly_and_only_once(scratch_db, tmp_path: Path) -> None:
+    example = PROJECT_ROOT / "docs" / "examples" / "orders_import_example.csv"
+    first = ingest.import_order_file(scratch_db, example, landing=tmp_path)
+    assert (first.rows_loaded, first.rows_quarantined) == (5, 0)
+    assert ingest.import_order_file(scratch_db, example, landing=tmp_path).files_loaded == 0
+    assert query(scratch_db, "select count(*), sum(amount), count(phone_key) from raw.imported_order_lines") == [
+        (5, Decimal("31080.00"), 2)
+    ]
+    (report,) = ingest.load_report(scratch_db)
+    assert report.reconciled and report.source == "imports"
+
+
+def test_a_load_killed_mid_file_leaves_nothing_and_a_rerun_completes_it(
+    scratch_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_export(tmp_path, "SH01_20261001.csv", pos_line(), pos_line(line_no="2"))
+    write_export(tmp_path, "SH01_20261002.csv", pos_line(receipt="SH01-2"), pos_line(receipt="SH01-2", amount="x"))
+    real_record = ingest._record_load
+
+    def dies_on_second_file(cur, source, load):
+        if load.file_name.endswith("20261002.csv"):
+            raise KeyboardInterrupt("worker killed")  # after the rows were copied, before the manifest
+        real_record(cur, source, load)
+
+    monkeypatch.setattr(ingest, "_record_load", dies_on_second_file)
+    with pytest.raises(KeyboardInterrupt):
+        ingest.load_pos_exports(scratch_db, tmp_path)
+    assert query(scratch_db, "select distinct _source_file from raw.pos_sales_lines") == [("SH01/SH01_20261001.csv",)]
+    assert query(scratch_db, "select count(*) from raw.quarantine") == [(0,)]
+    monkeypatch.setattr(ingest, "_record_load", real_record)
+    rerun = ingest.load_pos_exports(scratch_db, tmp_path)
+    assert (rerun.files_loaded, rerun.rows_loaded, rerun.rows_quarantined) == (1, 1, 1)
+    assert query(scratch_db, "select count(*) from raw.pos_sales_lines") == [(3,)]
