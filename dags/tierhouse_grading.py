@@ -14,7 +14,7 @@ from tierhouse.assets import PUBLISHED_TIERS, RAW_SALES
 from tierhouse.dag_defaults import DEFAULT_ARGS
 from tierhouse.dbt_airflow import dbt_build_group
 
-GRADED_POLICIES = ["highend_flower"]
+GRADED_POLICIES = ["highend_flower", "service_levels", "abcd"]
 
 
 @dag(

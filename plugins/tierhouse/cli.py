@@ -168,7 +168,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return 1
     print()
     print(format_load_report(load_report(url)))
-    for policy in ("highend_flower",):
+    for policy in ("highend_flower", "service_levels", "abcd"):
         period_month = parse_period(DEMO_PERIOD)
         print()
         print(format_summary(policy, period_month, tier_summary(url, policy, period_month)))

@@ -186,9 +186,11 @@ class _Generator:
         lines = tuple(line for line, owner in BUSINESS_LINES.items() if owner == kind)
         # Better customers tend to have been around longer; some start mid-window.
         start_offset = 0 if segment.name == "top" else rng.randrange(0, max(1, self.months * 2 // 3))
-        joined = datetime.combine(_month_start(self.end, self.months - start_offset), time(10)) - timedelta(
-            days=rng.randrange(0, 40)
-        )
+        joined = datetime.combine(_month_start(self.end, self.months - start_offset), time(10))
+        joined -= timedelta(days=rng.randrange(0, 40))
+        if start_offset == 0 and segment.name in ("top", "high") and rng.random() < 0.6:
+            # long-standing members registered years before the exported history begins
+            joined -= timedelta(days=rng.randrange(0, 6 * 365))
         customer = _Customer(
             member_id=f"M{index:06d}",
             segment=segment,

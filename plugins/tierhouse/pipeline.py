@@ -74,11 +74,19 @@ def load_policies() -> list[str]:
 
 
 def audit_tiers(policy: str, period: str) -> int:
+    """The publish gate for one policy and period; the allowed tiers come from the policy files."""
     from tierhouse import quality
+    from tierhouse.policy import discover
 
-    period_month = parse_period(period)
+    versions = [p for p in discover() if p.name == policy]
+    if not versions:
+        raise ValueError(f"no policy file for {policy!r}")
+    tiers = sorted({tier.code for p in versions for tier in p.tiers} | {"none"})
     return quality.gate(
-        warehouse_url(), "publish_customer_tiers", {"policy": policy, "period_month": period_month.isoformat()}
+        warehouse_url(),
+        "publish_customer_tiers",
+        {"policy": policy, "period_month": parse_period(period).isoformat()},
+        expectation_parameters={"tiers": tiers, "policy_versions": [p.version for p in versions]},
     ).evaluated
 
 

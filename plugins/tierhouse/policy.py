@@ -19,8 +19,8 @@ import yaml
 from tierhouse import raw_schema, settings
 from tierhouse.warehouse import WarehouseUrl, connect
 
-#: Indicators the dbt feature model provides (``int_customer_indicator_values``); a dbt test
-#: checks the two lists agree, so a rule cannot name an indicator that is never computed.
+#: Indicators the dbt feature model provides (``int_customer_indicator_values``); a test checks
+#: the two lists agree, so a rule cannot name an indicator that is never computed.
 INDICATORS = frozenset(
     {
         "spend",
@@ -28,16 +28,23 @@ INDICATORS = frozenset(
         "big_ticket_orders",
         "big_ticket_share",
         "custom_share",
+        "special_needs_share",
+        "enterprise_share",
         "max_order_value",
         "avg_order_value",
         "active_months",
         "tenure_months",
+        "repurchase_rate",
+        "on_time_payment_share",
         "days_since_last_order",
     }
 )
+COMPOSITE = "composite_score"
+SCORE_PREFIX = "score."
 REQUIRED_SETTINGS = ("window_months", "big_ticket_order_min")
-_CONDITION = re.compile(r"^\s*(?P<indicator>[a-z_]+)\s*(?P<operator>>=|<=|>|<)\s*(?P<threshold>-?\d+(\.\d+)?)\s*$")
+_CONDITION = re.compile(r"^\s*(?P<indicator>[a-z_]+(\.[a-z_]+)?)\s*(?P<operator>>=|<=|>|<)\s*(?P<threshold>-?\d+(\.\d+)?)\s*$")
 _FILE_NAME = re.compile(r"^v(?P<version>\d+)\.ya?ml$")
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class PolicyError(ValueError):
@@ -58,6 +65,25 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class Band:
+    """One band of a score: met when its conditions hold (a band with none always holds)."""
+
+    band: str
+    rank: int
+    points: float
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Score:
+    """A banded indicator: the first band (top to bottom) whose rule holds gives the points."""
+
+    name: str
+    weight: float
+    bands: tuple[Band, ...]
+
+
+@dataclass(frozen=True)
 class Tier:
     code: str
     label: str
@@ -71,6 +97,7 @@ class Policy:
     version: int
     effective_from: date
     settings: dict[str, float]
+    scores: tuple[Score, ...]
     tiers: tuple[Tier, ...]
     sha256: str
     document: dict
@@ -80,7 +107,7 @@ class Policy:
         return f"{self.name}@{self.version}"
 
 
-def _parse_condition(path: Path, key: str, group: str, item: object) -> Condition:
+def _parse_condition(path: Path, key: str, group: str, item: object, known: frozenset[str]) -> Condition:
     if isinstance(item, str):
         condition_id, rule = None, item
     elif isinstance(item, dict) and set(item) == {"id", "rule"}:
@@ -91,9 +118,65 @@ def _parse_condition(path: Path, key: str, group: str, item: object) -> Conditio
     if not match:
         raise PolicyError(path, key, f"cannot read condition {rule!r}; expected e.g. 'spend >= 100000'")
     indicator = match["indicator"]
-    if indicator not in INDICATORS:
-        raise PolicyError(path, key, f"unknown indicator {indicator!r}; known: {', '.join(sorted(INDICATORS))}")
+    if indicator not in known:
+        raise PolicyError(path, key, f"unknown indicator {indicator!r}; known: {', '.join(sorted(known))}")
     return Condition(condition_id or indicator, group, indicator, match["operator"], float(match["threshold"]))
+
+
+def _parse_rule(path: Path, key: str, spec: dict, known: frozenset[str], required: bool) -> tuple[Condition, ...]:
+    """The ``all``/``any`` conditions of a tier or band, with unique ids."""
+    if required and not spec.get("all") and not spec.get("any"):
+        raise PolicyError(path, key, "needs at least one condition under 'all' or 'any'")
+    conditions: list[Condition] = []
+    for group in ("all", "any"):
+        items = spec.get(group) or []
+        if not isinstance(items, list):
+            raise PolicyError(path, f"{key}.{group}", "must be a list")
+        conditions += [_parse_condition(path, f"{key}.{group}[{i}]", group, item, known) for i, item in enumerate(items)]
+    ids = [c.condition_id for c in conditions]
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        raise PolicyError(path, key, f"condition ids {duplicated} repeat; name them with {{id: ..., rule: ...}}")
+    return tuple(conditions)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _parse_scores(path: Path, doc: object) -> tuple[Score, ...]:
+    if doc is None:
+        return ()
+    if not isinstance(doc, dict):
+        raise PolicyError(path, "scores", "must be a mapping of score name to bands")
+    scores = []
+    for name, spec in doc.items():
+        key = f"scores.{name}"
+        if not isinstance(name, str) or not _IDENTIFIER.match(name):
+            raise PolicyError(path, key, "score names are lowercase identifiers")
+        if not isinstance(spec, dict) or set(spec) - {"weight", "bands", "note"}:
+            raise PolicyError(path, key, "a score has 'bands' and optionally 'weight' and 'note'")
+        weight = spec.get("weight", 0)
+        if not _number(weight) or weight < 0:
+            raise PolicyError(path, f"{key}.weight", f"must be a number >= 0, got {weight!r}")
+        bands_doc = spec.get("bands")
+        if not isinstance(bands_doc, list) or len(bands_doc) < 2:
+            raise PolicyError(path, f"{key}.bands", "must list at least two bands, best first")
+        bands = []
+        for rank, band in enumerate(bands_doc, start=1):
+            band_key = f"{key}.bands[{rank - 1}]"
+            if not isinstance(band, dict) or "band" not in band or not _number(band.get("points")):
+                raise PolicyError(path, band_key, "a band needs 'band' (its name) and numeric 'points'")
+            unknown = set(band) - {"band", "points", "all", "any"}
+            if unknown:
+                raise PolicyError(path, band_key, f"unknown keys {sorted(unknown)}")
+            is_last = rank == len(bands_doc)
+            conditions = _parse_rule(path, band_key, band, INDICATORS, required=not is_last)
+            if is_last and conditions:
+                raise PolicyError(path, band_key, "the last band is the fallback and takes no conditions")
+            bands.append(Band(str(band["band"]), rank, float(band["points"]), conditions))
+        scores.append(Score(name, float(weight), tuple(bands)))
+    return tuple(scores)
 
 
 def parse_policy(path: Path) -> Policy:
@@ -107,8 +190,21 @@ def parse_policy(path: Path) -> Policy:
     for key in ("policy", "version", "effective_from", "settings", "tiers"):
         if key not in doc:
             raise PolicyError(path, key, "missing")
+    unknown = set(doc) - {
+        "policy",
+        "version",
+        "title",
+        "source_document",
+        "effective_from",
+        "calendar",
+        "settings",
+        "scores",
+        "tiers",
+    }
+    if unknown:
+        raise PolicyError(path, "(file)", f"unknown keys {sorted(unknown)}")
     name, version = doc["policy"], doc["version"]
-    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
         raise PolicyError(path, "policy", f"{name!r} is not a lowercase identifier")
     if not isinstance(version, int) or version < 1:
         raise PolicyError(path, "version", f"{version!r} is not a positive integer")
@@ -121,10 +217,17 @@ def parse_policy(path: Path) -> Policy:
     policy_settings = doc["settings"]
     if not isinstance(policy_settings, dict):
         raise PolicyError(path, "settings", "must be a mapping")
+    for key, value in policy_settings.items():
+        if not _number(value) or value < 0:
+            raise PolicyError(path, f"settings.{key}", f"must be a number >= 0, got {value!r}")
     for key in REQUIRED_SETTINGS:
-        value = policy_settings.get(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise PolicyError(path, f"settings.{key}", f"must be a positive number, got {value!r}")
+        if not policy_settings.get(key):
+            raise PolicyError(path, f"settings.{key}", f"must be a positive number, got {policy_settings.get(key)!r}")
+
+    scores = _parse_scores(path, doc.get("scores"))
+    known = INDICATORS | {SCORE_PREFIX + score.name for score in scores}
+    if any(score.weight for score in scores):
+        known |= {COMPOSITE}
 
     tiers_doc = doc["tiers"]
     if not isinstance(tiers_doc, dict) or not tiers_doc:
@@ -141,25 +244,14 @@ def parse_policy(path: Path) -> Policy:
         if not isinstance(rank, int) or rank < 1 or rank in ranks:
             raise PolicyError(path, f"{key}.rank", f"must be a unique positive integer, got {rank!r}")
         ranks.add(rank)
-        if not spec.get("all") and not spec.get("any"):
-            raise PolicyError(path, key, "needs at least one condition under 'all' or 'any'")
-        conditions = []
-        for group in ("all", "any"):
-            items = spec.get(group) or []
-            if not isinstance(items, list):
-                raise PolicyError(path, f"{key}.{group}", "must be a list")
-            conditions += [_parse_condition(path, f"{key}.{group}[{i}]", group, item) for i, item in enumerate(items)]
-        ids = [c.condition_id for c in conditions]
-        duplicated = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicated:
-            raise PolicyError(path, key, f"condition ids {duplicated} repeat; name them with {{id: ..., rule: ...}}")
-        tiers.append(Tier(str(code), str(spec.get("label", code)), rank, tuple(conditions)))
+        tiers.append(Tier(str(code), str(spec.get("label", code)), rank, _parse_rule(path, key, spec, known, required=True)))
 
     return Policy(
         name=name,
         version=version,
         effective_from=doc["effective_from"],
-        settings={k: float(v) for k, v in policy_settings.items() if isinstance(v, (int, float))},
+        settings={k: float(v) for k, v in policy_settings.items()},
+        scores=scores,
         tiers=tuple(sorted(tiers, key=lambda t: t.rank)),
         sha256=hashlib.sha256(raw_bytes).hexdigest(),
         document=json.loads(json.dumps(doc, default=str)),
@@ -193,7 +285,13 @@ def load_policies(url: WarehouseUrl, policies: list[Policy]) -> int:
                     "version",
                     "this version was already loaded with different content; publish the change as a new version",
                 )
-            for table in ("policy_tier_conditions", "policy_settings", "policy_versions"):
+            for table in (
+                "policy_tier_conditions",
+                "policy_score_bands",
+                "policy_band_conditions",
+                "policy_settings",
+                "policy_versions",
+            ):
                 cur.execute(f"delete from raw.{table} where policy = %s and version = %s", (policy.name, policy.version))
             cur.execute(
                 "insert into raw.policy_versions (policy, version, effective_from, sha256, document) values (%s, %s, %s, %s, %s)",
@@ -221,6 +319,35 @@ def load_policies(url: WarehouseUrl, policies: list[Policy]) -> int:
                     )  # fmt: skip
                     for t in policy.tiers
                     for c in t.conditions
+                ],
+            )
+            cur.executemany(
+                "insert into raw.policy_score_bands (policy, version, score, weight, band, band_rank, points)"
+                " values (%s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (policy.name, policy.version, sc.name, sc.weight, b.band, b.rank, b.points)
+                    for sc in policy.scores
+                    for b in sc.bands
+                ],
+            )
+            cur.executemany(
+                "insert into raw.policy_band_conditions (policy, version, score, band, condition_id, match_group, indicator,"
+                " operator, threshold) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        policy.name,
+                        policy.version,
+                        sc.name,
+                        b.band,
+                        c.condition_id,
+                        c.match_group,
+                        c.indicator,
+                        c.operator,
+                        c.threshold,
+                    )
+                    for sc in policy.scores
+                    for b in sc.bands
+                    for c in b.conditions
                 ],
             )
     return len(policies)

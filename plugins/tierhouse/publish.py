@@ -21,6 +21,10 @@ create table if not exists published.customer_tiers (
     tier_label      text,
     tier_rank       integer     not null,
     decided_by      text        not null,
+    composite_score numeric,
+    consumption_attribute text,
+    demand_feature  text,
+    cooperation_feature text,
     published_at    timestamptz not null default now(),
     airflow_run_id  text,
     primary key (policy, period_month, customer_key)
@@ -51,8 +55,10 @@ def publish_period(url: WarehouseUrl, policy: str, period_month: date, airflow_r
         cur.execute(
             """
             insert into published.customer_tiers
-                (policy, policy_version, period_month, customer_key, tier, tier_label, tier_rank, decided_by, airflow_run_id)
-            select policy, policy_version, period_month, customer_key, tier, tier_label, tier_rank, decided_by, %s
+                (policy, policy_version, period_month, customer_key, tier, tier_label, tier_rank, decided_by,
+                 composite_score, consumption_attribute, demand_feature, cooperation_feature, airflow_run_id)
+            select policy, policy_version, period_month, customer_key, tier, tier_label, tier_rank, decided_by,
+                   composite_score, consumption_attribute, demand_feature, cooperation_feature, %s
             from marts.fct_customer_tiers
             where policy = %s and period_month = %s
             """,

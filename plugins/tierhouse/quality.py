@@ -78,15 +78,26 @@ def _batch_query(table: str, where: dict[str, str] | None, params: dict[str, str
     return f"select * from {table} where {' and '.join(clauses)}"
 
 
-def _expectation_parameters(spec: dict, now: datetime | None) -> dict:
+def _expectation_parameters(spec: dict, now: datetime | None, supplied: dict | None) -> dict:
     """Values expectations refer to as ``{"$PARAMETER": ...}``, fixed at run time."""
     now = now or datetime.now(UTC)
+    values: dict = dict(supplied or {})
+    missing = [name for name in spec.get("expectation_parameters", []) if name not in values]
+    if missing:
+        raise ValueError(f"checkpoint {spec['name']} needs expectation parameters {missing}")
     hours = spec.get("freshness_hours")
-    return {"fresh_since": (now - timedelta(hours=hours)).isoformat()} if hours else {}
+    if hours:
+        values["fresh_since"] = (now - timedelta(hours=hours)).isoformat()
+    return values
 
 
 def run_checkpoint(
-    url: WarehouseUrl, name: str, params: dict[str, str] | None = None, root: Path | None = None, now: datetime | None = None
+    url: WarehouseUrl,
+    name: str,
+    params: dict[str, str] | None = None,
+    root: Path | None = None,
+    now: datetime | None = None,
+    expectation_parameters: dict | None = None,
 ) -> CheckpointOutcome:
     """Run a checkpoint and return its outcome; :func:`gate` raises on failure instead."""
     import great_expectations as gx
@@ -94,6 +105,7 @@ def run_checkpoint(
 
     params = params or {}
     spec = load_checkpoint_spec(name, root)
+    parameters = _expectation_parameters(spec, now, expectation_parameters)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False}
     source = context.data_sources.add_postgres("warehouse", connection_string=url.url())
@@ -119,7 +131,7 @@ def run_checkpoint(
             context.validation_definitions.add(gx.ValidationDefinition(name=f"{name}#{index}", data=batch, suite=suite))
         )
     checkpoint = context.checkpoints.add(gx.Checkpoint(name=name, validation_definitions=validation_definitions))
-    result = checkpoint.run(expectation_parameters=_expectation_parameters(spec, now))
+    result = checkpoint.run(expectation_parameters=parameters)
 
     failures, evaluated = [], 0
     for run in result.run_results.values():
@@ -144,9 +156,11 @@ def run_checkpoint(
     return outcome
 
 
-def gate(url: WarehouseUrl, name: str, params: dict[str, str] | None = None) -> CheckpointOutcome:
+def gate(
+    url: WarehouseUrl, name: str, params: dict[str, str] | None = None, expectation_parameters: dict | None = None
+) -> CheckpointOutcome:
     """Run a checkpoint and raise :class:`QualityGateFailed` unless every expectation holds."""
-    outcome = run_checkpoint(url, name, params)
+    outcome = run_checkpoint(url, name, params, expectation_parameters=expectation_parameters)
     if not outcome.success:
         lines = "\n  ".join(str(f) for f in outcome.failures) or "(checkpoint failed without a failed expectation)"
         raise QualityGateFailed(

@@ -92,6 +92,30 @@ create table if not exists raw.policy_tier_conditions (
     primary key (policy, version, tier, condition_id)
 );
 
+create table if not exists raw.policy_score_bands (
+    policy     text    not null,
+    version    integer not null,
+    score      text    not null,
+    weight     numeric not null,
+    band       text    not null,
+    band_rank  integer not null,
+    points     numeric not null,
+    primary key (policy, version, score, band)
+);
+
+create table if not exists raw.policy_band_conditions (
+    policy        text    not null,
+    version       integer not null,
+    score         text    not null,
+    band          text    not null,
+    condition_id  text    not null,
+    match_group   text    not null check (match_group in ('all', 'any')),
+    indicator     text    not null,
+    operator      text    not null check (operator in ('>=', '>', '<=', '<')),
+    threshold     numeric not null,
+    primary key (policy, version, score, band, condition_id)
+);
+
 create table if not exists raw.policy_settings (
     policy    text    not null,
     version   integer not null,

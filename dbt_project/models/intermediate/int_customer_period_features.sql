@@ -1,10 +1,14 @@
 with
 
+population as (
+
+    select * from {{ ref('int_grading_population') }}
+
+),
+
 orders as (
 
-    -- unresolved orders (no member, no known phone) belong to nobody we can grade
     select * from {{ ref('int_orders') }}
-    where customer_key is not null
 
 ),
 
@@ -14,86 +18,183 @@ grading_periods as (
 
 ),
 
-first_orders as (
+member_versions as (
+
+    select * from {{ ref('stg_crm__member_versions') }}
+
+),
+
+custom_orders as (
+
+    select * from {{ ref('stg_custom_orders__custom_orders') }}
+
+),
+
+payments as (
+
+    select * from {{ ref('stg_payments__payments') }}
+
+),
+
+graded as (
 
     select
+        population.*,
+        grading_periods.window_start,
+        grading_periods.window_months,
+        grading_periods.big_ticket_order_min
+    from population
+    inner join grading_periods
+        on population.grading_period_id = grading_periods.grading_period_id
+    where population.is_graded
+
+),
+
+member_since as (
+
+    -- the relationship starts at registration or at the first purchase, whichever came first
+    select
         customer_key,
-        min(ordered_at)::date as first_order_date
-    from orders
+        min(started_at)::date as member_since
+    from (
+        select
+            customer_key,
+            ordered_at as started_at
+        from orders
+        where customer_key is not null
+        union all
+        select
+            member_id as customer_key,
+            valid_from as started_at
+        from member_versions
+    ) as starts
     group by customer_key
+
+),
+
+special_orders as (
+
+    select distinct order_ref as order_id
+    from custom_orders
+    where needs_special_flowers or customization_level = 'bespoke'
 
 ),
 
 orders_in_window as (
 
     select
-        grading_periods.grading_period_id,
-        grading_periods.policy_version_id,
-        grading_periods.policy,
-        grading_periods.policy_version,
-        grading_periods.period_month,
-        grading_periods.period_end,
-        grading_periods.big_ticket_order_min,
-        orders.customer_key,
+        graded.customer_period_id,
+        orders.order_id,
         orders.ordered_at,
         orders.net_amount,
-        orders.customised_amount
-    from grading_periods
+        orders.customised_amount,
+        orders.enterprise_amount,
+        orders.net_amount >= graded.big_ticket_order_min as is_big_ticket,
+        special_orders.order_id is not null as is_special
+    from graded
     inner join orders
-        on orders.ordered_at::date between grading_periods.window_start and grading_periods.period_end
+        on
+            graded.customer_key = orders.customer_key
+            and orders.ordered_at::date between graded.window_start and graded.period_end
+    left join special_orders
+        on orders.order_id = special_orders.order_id
 
 ),
 
-aggregated as (
+order_aggregates as (
 
     select
-        grading_period_id,
-        policy_version_id,
-        policy,
-        policy_version,
-        period_month,
-        period_end,
-        customer_key,
+        customer_period_id,
         sum(net_amount) as spend,
         count(*) filter (where net_amount > 0) as order_count,
-        count(*) filter (where net_amount >= big_ticket_order_min) as big_ticket_orders,
+        count(*) filter (where net_amount > 0 and is_big_ticket) as big_ticket_orders,
+        count(*) filter (where net_amount > 0 and is_special) as special_orders,
         sum(customised_amount) as customised_spend,
+        sum(enterprise_amount) as enterprise_spend,
         max(net_amount) as max_order_value,
         count(distinct date_trunc('month', ordered_at)) filter (where net_amount > 0) as active_months,
         max(ordered_at)::date as last_order_date
     from orders_in_window
-    group by grading_period_id, policy_version_id, policy, policy_version, period_month, period_end, customer_key
+    group by customer_period_id
+
+),
+
+payment_aggregates as (
+
+    -- credit status: payments falling due in the window, paid by their due date or not
+    select
+        graded.customer_period_id,
+        count(*) as payments_due,
+        count(*) filter (where payments.paid_at is not null and payments.paid_at::date <= payments.due_date)
+        as payments_on_time
+    from graded
+    inner join orders
+        on graded.customer_key = orders.customer_key
+    inner join payments
+        on orders.order_id = payments.order_ref
+    where payments.due_date between graded.window_start and graded.period_end
+    group by graded.customer_period_id
+
+),
+
+features as (
+
+    select
+        graded.customer_period_id,
+        graded.grading_period_id,
+        graded.policy_version_id,
+        graded.policy,
+        graded.policy_version,
+        graded.period_month,
+        graded.customer_key,
+        graded.customer_type,
+        round(order_aggregates.spend, 2) as spend,
+        order_aggregates.order_count,
+        order_aggregates.big_ticket_orders,
+        round(coalesce(order_aggregates.big_ticket_orders::numeric / nullif(order_aggregates.order_count, 0), 0), 4)
+        as big_ticket_share,
+        round(
+            coalesce(greatest(order_aggregates.customised_spend, 0) / nullif(greatest(order_aggregates.spend, 0), 0), 0),
+            4
+        ) as custom_share,
+        round(coalesce(order_aggregates.special_orders::numeric / nullif(order_aggregates.order_count, 0), 0), 4)
+        as special_needs_share,
+        round(
+            coalesce(greatest(order_aggregates.enterprise_spend, 0) / nullif(greatest(order_aggregates.spend, 0), 0), 0),
+            4
+        ) as enterprise_share,
+        round(order_aggregates.max_order_value, 2) as max_order_value,
+        round(coalesce(order_aggregates.spend / nullif(order_aggregates.order_count, 0), 0), 2) as avg_order_value,
+        order_aggregates.active_months,
+        (
+            extract(year from age(graded.period_end, member_since.member_since)) * 12
+            + extract(month from age(graded.period_end, member_since.member_since))
+        )::integer as tenure_months,
+        graded.period_end - order_aggregates.last_order_date as days_since_last_order,
+        coalesce(payment_aggregates.payments_due, 0) as payments_due,
+        round(
+            coalesce(payment_aggregates.payments_on_time::numeric / nullif(payment_aggregates.payments_due, 0), 1), 4
+        ) as on_time_payment_share,
+        graded.window_months
+    from graded
+    inner join order_aggregates
+        on graded.customer_period_id = order_aggregates.customer_period_id
+    inner join member_since
+        on graded.customer_key = member_since.customer_key
+    left join payment_aggregates
+        on graded.customer_period_id = payment_aggregates.customer_period_id
 
 ),
 
 final as (
 
     select
-        aggregated.grading_period_id || '/' || aggregated.customer_key as customer_period_id,
-        aggregated.grading_period_id,
-        aggregated.policy_version_id,
-        aggregated.policy,
-        aggregated.policy_version,
-        aggregated.period_month,
-        aggregated.customer_key,
-        round(aggregated.spend, 2) as spend,
-        aggregated.order_count,
-        aggregated.big_ticket_orders,
-        round(coalesce(aggregated.big_ticket_orders::numeric / nullif(aggregated.order_count, 0), 0), 4)
-        as big_ticket_share,
-        round(coalesce(greatest(aggregated.customised_spend, 0) / nullif(greatest(aggregated.spend, 0), 0), 0), 4)
-        as custom_share,
-        round(aggregated.max_order_value, 2) as max_order_value,
-        round(coalesce(aggregated.spend / nullif(aggregated.order_count, 0), 0), 2) as avg_order_value,
-        aggregated.active_months,
-        (
-            extract(year from age(aggregated.period_end, first_orders.first_order_date)) * 12
-            + extract(month from age(aggregated.period_end, first_orders.first_order_date))
-        )::integer as tenure_months,
-        aggregated.period_end - aggregated.last_order_date as days_since_last_order
-    from aggregated
-    inner join first_orders
-        on aggregated.customer_key = first_orders.customer_key
+        features.*,
+        -- share of the window's months (since the relationship began) with a purchase
+        round(
+            least(features.active_months::numeric / least(features.window_months, features.tenure_months + 1), 1), 4
+        ) as repurchase_rate
+    from features
 
 )
 

@@ -12,21 +12,32 @@ phone_directory as (
 
 ),
 
+business_lines as (
+
+    select * from {{ ref('ref_business_lines') }}
+
+),
+
 order_heads as (
 
     -- refunds are netted into the order they belong to, dated at the sale
     select
-        order_id,
-        min(member_id) as member_id,
-        min(phone_key) as phone_key,
-        min(sales_channel) as sales_channel,
-        min(ordered_at) filter (where amount > 0) as ordered_at,
-        sum(amount) as net_amount,
-        coalesce(sum(amount) filter (where is_customised), 0) as customised_amount,
-        count(*) filter (where amount > 0) as line_count
+        order_lines.order_id,
+        min(order_lines.member_id) as member_id,
+        min(order_lines.phone_key) as phone_key,
+        min(order_lines.sales_channel) as sales_channel,
+        min(order_lines.ordered_at) filter (where order_lines.amount > 0) as ordered_at,
+        sum(order_lines.amount) as net_amount,
+        coalesce(sum(order_lines.amount) filter (where order_lines.is_customised), 0) as customised_amount,
+        coalesce(
+            sum(order_lines.amount) filter (where business_lines.consumption_attribute = 'enterprise'), 0
+        ) as enterprise_amount,
+        count(*) filter (where order_lines.amount > 0) as line_count
     from order_lines
-    group by order_id
-    having min(ordered_at) filter (where amount > 0) is not null
+    left join business_lines
+        on order_lines.business_line = business_lines.business_line
+    group by order_lines.order_id
+    having min(order_lines.ordered_at) filter (where order_lines.amount > 0) is not null
 
 ),
 
@@ -72,6 +83,7 @@ final as (
         order_heads.ordered_at,
         order_heads.net_amount,
         order_heads.customised_amount,
+        order_heads.enterprise_amount,
         order_heads.line_count
     from order_heads
     left join phone_matches

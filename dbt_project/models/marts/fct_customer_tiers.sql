@@ -6,9 +6,27 @@ features as (
 
 ),
 
-grading_basis as (
+rule_checks as (
 
-    select * from {{ ref('fct_grading_basis') }}
+    select * from {{ ref('fct_tier_rule_checks') }}
+
+),
+
+scores as (
+
+    select * from {{ ref('int_customer_scores') }}
+
+),
+
+tier_conditions as (
+
+    select * from {{ ref('stg_policy__tier_conditions') }}
+
+),
+
+policy_settings as (
+
+    select * from {{ ref('stg_policy__settings') }}
 
 ),
 
@@ -18,23 +36,21 @@ tier_labels as (
         policy_version_id,
         tier,
         tier_label
-    from {{ ref('stg_policy__tier_conditions') }}
+    from tier_conditions
 
 ),
 
 tier_verdicts as (
 
-    -- a tier is met when every `all` condition holds and, if it has `any` conditions, one of them does
     select
         customer_period_id,
         tier,
         tier_rank,
-        coalesce(bool_and(is_met) filter (where match_group = 'all'), true)
-        and coalesce(bool_or(is_met) filter (where match_group = 'any'), true) as is_met,
+        {{ rule_holds('is_met', 'match_group') }} as is_met,
         string_agg(condition_id, ',' order by condition_id) filter (
             where match_group = 'any' and is_met
         ) as met_any_conditions
-    from grading_basis
+    from rule_checks
     group by customer_period_id, tier, tier_rank
 
 ),
@@ -52,6 +68,16 @@ best_tier as (
 
 ),
 
+composite_scores as (
+
+    select
+        customer_period_id,
+        sum(weighted_points) as composite_score
+    from scores
+    group by customer_period_id
+
+),
+
 final as (
 
     select
@@ -61,21 +87,46 @@ final as (
         features.period_month,
         features.customer_key,
         coalesce(best_tier.tier, 'none') as tier,
-        coalesce(tier_labels.tier_label, '非高端') as tier_label,
+        coalesce(tier_labels.tier_label, '无') as tier_label,
         coalesce(best_tier.tier_rank, 99) as tier_rank,
         case
             when best_tier.tier is null then 'no tier rule met'
             when best_tier.met_any_conditions is null then best_tier.tier || ': all conditions met'
             else best_tier.tier || ': all conditions met, via ' || best_tier.met_any_conditions
         end as decided_by,
+        composite_scores.composite_score,
+        -- Art. 5 classification labels, for policies that define their thresholds
+        case
+            when policy_settings.enterprise_label_min_share is null then null
+            when features.customer_type is not null then features.customer_type
+            when features.enterprise_share >= policy_settings.enterprise_label_min_share then 'enterprise'
+            else 'individual'
+        end as consumption_attribute,
+        case
+            when policy_settings.special_needs_label_min_share is null then null
+            when features.special_needs_share >= policy_settings.special_needs_label_min_share then 'special_needs'
+            else 'regular'
+        end as demand_feature,
+        case
+            when policy_settings.long_term_label_min_active_months is null then null
+            when
+                features.active_months >= policy_settings.long_term_label_min_active_months
+                and features.tenure_months >= policy_settings.long_term_label_min_tenure_months
+                then 'long_term'
+            else 'seasonal'
+        end as cooperation_feature,
         features.spend
     from features
+    inner join policy_settings
+        on features.policy_version_id = policy_settings.policy_version_id
     left join best_tier
         on features.customer_period_id = best_tier.customer_period_id
     left join tier_labels
         on
             features.policy_version_id = tier_labels.policy_version_id
             and best_tier.tier = tier_labels.tier
+    left join composite_scores
+        on features.customer_period_id = composite_scores.customer_period_id
 
 )
 

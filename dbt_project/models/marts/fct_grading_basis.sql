@@ -6,61 +6,109 @@ indicator_values as (
 
 ),
 
+scores as (
+
+    select * from {{ ref('fct_customer_scores') }}
+
+),
+
+tiers as (
+
+    select * from {{ ref('fct_customer_tiers') }}
+
+),
+
 tier_conditions as (
 
     select * from {{ ref('stg_policy__tier_conditions') }}
 
 ),
 
-checked as (
+band_conditions as (
+
+    select * from {{ ref('stg_policy__band_conditions') }}
+
+),
+
+used_indicators as (
+
+    -- the raw indicators a policy version looks at, in its tier rules or its score bands
+    select
+        policy_version_id,
+        indicator
+    from tier_conditions
+    where indicator not like 'score.%' and indicator <> 'composite_score'
+    union
+    select
+        policy_version_id,
+        indicator
+    from band_conditions
+
+),
+
+items as (
 
     select
         indicator_values.customer_period_id,
-        tier_conditions.policy,
-        tier_conditions.policy_version,
-        indicator_values.period_month,
-        indicator_values.customer_key,
-        tier_conditions.tier,
-        tier_conditions.tier_rank,
-        tier_conditions.condition_id,
-        tier_conditions.match_group,
-        tier_conditions.indicator,
-        indicator_values.indicator_value,
-        tier_conditions.operator,
-        tier_conditions.threshold,
-        case tier_conditions.operator
-            when '>=' then indicator_values.indicator_value >= tier_conditions.threshold
-            when '>' then indicator_values.indicator_value > tier_conditions.threshold
-            when '<=' then indicator_values.indicator_value <= tier_conditions.threshold
-            when '<' then indicator_values.indicator_value < tier_conditions.threshold
-        end as is_met
-    from tier_conditions
-    inner join indicator_values
+        'indicator' as item_kind,
+        indicator_values.indicator as item,
+        indicator_values.indicator_value as item_value,
+        null::text as band,
+        null::numeric as points,
+        null::numeric as weight,
+        null::numeric as weighted_points
+    from indicator_values
+    inner join used_indicators
         on
-            tier_conditions.policy_version_id = indicator_values.policy_version_id
-            and tier_conditions.indicator = indicator_values.indicator
+            indicator_values.policy_version_id = used_indicators.policy_version_id
+            and indicator_values.indicator = used_indicators.indicator
+    union all
+    select
+        customer_period_id,
+        'score' as item_kind,
+        score as item,
+        null::numeric as item_value,
+        band,
+        points,
+        score_weight as weight,
+        weighted_points
+    from scores
+    union all
+    select
+        customer_period_id,
+        'composite' as item_kind,
+        'composite_score' as item,
+        composite_score as item_value,
+        null::text as band,
+        null::numeric as points,
+        null::numeric as weight,
+        null::numeric as weighted_points
+    from tiers
+    where composite_score is not null
 
 ),
 
 final as (
 
     select
-        customer_period_id || '/' || tier || '/' || condition_id as grading_basis_id,
-        customer_period_id,
-        policy,
-        policy_version,
-        period_month,
-        customer_key,
-        tier,
-        tier_rank,
-        condition_id,
-        match_group,
-        indicator,
-        indicator_value,
-        operator,
-        threshold,
-        is_met
-    from checked
+        items.customer_period_id || '/' || items.item_kind || ':' || items.item as grading_basis_id,
+        items.customer_period_id,
+        tiers.policy,
+        tiers.policy_version,
+        tiers.period_month,
+        tiers.customer_key,
+        items.item_kind,
+        items.item,
+        items.item_value,
+        items.band,
+        items.points,
+        items.weight,
+        items.weighted_points,
+        tiers.tier,
+        tiers.decided_by
+    from items
+    inner join tiers
+        on items.customer_period_id = tiers.customer_period_id
 
 )
 
