@@ -1,0 +1,73 @@
+"""dbt's grading equals an independent pandas implementation, customer for customer, for all
+three policies, over several generated data sets."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests import reference_grading as ref
+from tests.conftest import GradedWarehouse, query
+from tierhouse import ingest, policy
+from tierhouse.generate import generate
+from tierhouse.sources import SOURCES
+from tierhouse.transform import run_dbt
+from tierhouse.warehouse import WarehouseUrl
+
+pytestmark = pytest.mark.e2e
+PERIODS = [date(2026, 10, 1), date(2026, 4, 1), date(2025, 11, 1)]
+POLICIES = {p.name: p for p in policy.discover()}
+
+
+def dbt_tiers(url: WarehouseUrl, policy_name: str, period: date) -> pd.DataFrame:
+    rows = query(
+        url,
+        "select customer_key, tier, composite_score, consumption_attribute, demand_feature, cooperation_feature"
+        " from marts.fct_customer_tiers where policy = %s and period_month = %s",
+        (policy_name, period),
+    )
+    return pd.DataFrame(
+        rows,
+        columns=["customer_key", "tier", "composite_score", "consumption_attribute", "demand_feature", "cooperation_feature"],
+    )
+
+
+def assert_same_grades(url: WarehouseUrl) -> int:
+    data = ref.load(url)
+    compared = 0
+    for name, graded_policy in POLICIES.items():
+        for period in PERIODS:
+            expected = ref.grade(data, graded_policy, period)
+            actual = dbt_tiers(url, name, period)
+            assert len(expected) > 0, (name, period)
+            merged = expected.merge(actual, on="customer_key", how="outer", suffixes=("_ref", "_dbt"), indicator=True)
+            only = merged[merged["_merge"] != "both"]
+            assert only.empty, f"{name} {period}: graded by one side only:\n{only.head(10)}"
+            for column in ("tier", "composite_score", "consumption_attribute", "demand_feature", "cooperation_feature"):
+                left, right = merged[f"{column}_ref"], merged[f"{column}_dbt"]
+                differ = merged[~((left == right) | (left.isna() & right.isna()))]
+                assert differ.empty, (
+                    f"{name} {period} {column} differs:\n{differ[['customer_key', f'{column}_ref', f'{column}_dbt']].head(10)}"
+                )
+            compared += len(merged)
+    return compared
+
+
+def test_dbt_matches_the_reference_on_the_end_to_end_data(graded_warehouse: GradedWarehouse) -> None:
+    assert assert_same_grades(graded_warehouse.url) > 1000
+
+
+@pytest.mark.parametrize("seed", [11, 29])
+def test_dbt_matches_the_reference_on_other_seeds(seed: int, scratch_db: WarehouseUrl, tmp_path: Path) -> None:
+    generate(tmp_path, 150, 30, seed, date(2026, 11, 1))
+    ingest.seed_shop_database(scratch_db, tmp_path / "shop")
+    for source in SOURCES.values():
+        ingest.load_exports(scratch_db, source, tmp_path / source.subdir)
+    ingest.extract_shop_orders(scratch_db)
+    policy.load_policies(scratch_db, list(POLICIES.values()))
+    assert run_dbt(dataclasses.replace(scratch_db), "build", "--quiet", "--exclude", "test_type:unit").returncode == 0
+    assert assert_same_grades(scratch_db) > 300
