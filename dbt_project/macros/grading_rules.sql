@@ -1,11 +1,15 @@
-{#- How a policy condition is checked, in one place for tier rules and score bands alike. -#}
+{#- How a policy condition is checked, in one place for tier rules and score bands alike.
+    A missing value never meets a condition. -#}
 {% macro condition_holds(value, operator, threshold) -%}
-    case {{ operator }}
-        when '>=' then {{ value }} >= {{ threshold }}
-        when '>' then {{ value }} > {{ threshold }}
-        when '<=' then {{ value }} <= {{ threshold }}
-        when '<' then {{ value }} < {{ threshold }}
-    end
+    coalesce(
+        case {{ operator }}
+            when '>=' then {{ value }} >= {{ threshold }}
+            when '>' then {{ value }} > {{ threshold }}
+            when '<=' then {{ value }} <= {{ threshold }}
+            when '<' then {{ value }} < {{ threshold }}
+        end,
+        false
+    )
 {%- endmacro %}
 
 {#- A rule (tier or band) holds when every `all` condition holds and, if it has `any`

@@ -1,0 +1,42 @@
+"""The generated band-edge dbt unit tests cover every threshold of the shipped policies."""
+
+from __future__ import annotations
+
+import yaml
+
+from tests import band_edges
+from tierhouse import policy
+
+
+def test_generated_unit_tests_are_current_with_the_policy_files() -> None:
+    assert band_edges.TARGET.read_text() == band_edges.render(), "run: .venv/bin/python -m tests.band_edges"
+
+
+def test_every_threshold_of_every_policy_has_its_three_edge_cases() -> None:
+    tests = yaml.safe_load(band_edges.TARGET.read_text())["unit_tests"]
+    cases = {row["customer_period_id"] for test in tests for row in test["expect"]["rows"]}
+    for graded_policy in policy.discover():
+        for score in graded_policy.scores:
+            for band in score.bands:
+                for condition in band.conditions:
+                    for value in band_edges.edge_values(condition):
+                        assert f"{score.name}/{band.band}/{condition.condition_id}={value}" in cases
+        for tier in graded_policy.tiers:
+            for condition in tier.conditions:
+                for value in band_edges.edge_values(condition):
+                    assert f"{tier.code}/{condition.condition_id}={value}" in cases
+
+
+def test_the_source_documents_band_edges_land_where_the_text_says() -> None:
+    """003: spend "超过10万元" is high, so exactly 100,000 is mid; tenure "超过5年" likewise."""
+    tests = {t["name"]: t for t in yaml.safe_load(band_edges.TARGET.read_text())["unit_tests"]}
+    spend = {r["customer_period_id"]: r["band"] for r in tests["band_edges_abcd_v1_spend"]["expect"]["rows"]}
+    assert spend["spend/high/spend=100000.0"] == "mid"
+    assert spend["spend/high/spend=100000.01"] == "high"
+    assert spend["spend/mid/spend=50000.0"] == "mid"
+    assert spend["spend/mid/spend=49999.99"] == "low"
+    loyalty = {r["customer_period_id"]: r["band"] for r in tests["band_edges_abcd_v1_loyalty"]["expect"]["rows"]}
+    assert loyalty["loyalty/high/tenure_months=60.0"] == "mid"
+    assert loyalty["loyalty/high/tenure_months=61.0"] == "high"
+    assert loyalty["loyalty/low/tenure_months=35.0"] == "low"
+    assert loyalty["loyalty/low/tenure_months=36.0"] == "mid"
