@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 
 from tests.conftest import GradedWarehouse, query
-from tierhouse import quality
+from tierhouse import policy, quality
+from tierhouse.explain import explain
 from tierhouse.ingest import load_report
 from tierhouse.publish import parse_period, tier_summary
 from tierhouse.runner import dags_test, task_states
@@ -29,6 +30,58 @@ def test_grading_publishes_every_p1_tier(graded_warehouse: GradedWarehouse) -> N
     assert {"top", "high", "potential", "none"} <= set(counts), counts
     assert all(n > 0 for n in counts.values())
     assert {(lo, hi) for _, _, lo, hi in rows} == {(1, 1)}
+
+
+def test_all_three_policies_are_published_with_their_own_tiers(graded_warehouse: GradedWarehouse) -> None:
+    period = parse_period(graded_warehouse.period)
+    for graded_policy in policy.discover():
+        tiers = dict(
+            query(
+                graded_warehouse.url,
+                "select tier, count(*) from published.customer_tiers where policy = %s and period_month = %s group by tier",
+                (graded_policy.name, period),
+            )
+        )
+        assert set(tiers) <= {t.code for t in graded_policy.tiers} | {"none"}, graded_policy.name
+        assert len(tiers) >= 3, (graded_policy.name, tiers)
+    # every policy grades the same consenting population
+    counts = query(
+        graded_warehouse.url,
+        "select policy, count(*) from published.customer_tiers where period_month = %s group by policy",
+        (period,),
+    )
+    assert len({n for _, n in counts}) == 1 and len(counts) == 3
+
+
+def test_customers_without_grading_consent_are_excluded_not_graded(graded_warehouse: GradedWarehouse) -> None:
+    period = parse_period(graded_warehouse.period)
+    excluded = query(
+        graded_warehouse.url,
+        "select customer_key, exclusion_reason from marts.fct_grading_exclusions where policy = %s and period_month = %s",
+        (P1, period),
+    )
+    reasons = {reason for _, reason in excluded}
+    assert "no_grading_consent" in reasons and "no_consent_record" in reasons  # imported VIP0001 has no CRM record
+    graded = {
+        key
+        for (key,) in query(
+            graded_warehouse.url, "select customer_key from published.customer_tiers where period_month = %s", (period,)
+        )
+    }
+    assert not graded & {key for key, _ in excluded}
+
+
+def test_explain_shows_the_rules_behind_a_top_customer(graded_warehouse: GradedWarehouse) -> None:
+    period = parse_period(graded_warehouse.period)
+    ((customer,),) = query(
+        graded_warehouse.url,
+        "select min(customer_key) from published.customer_tiers where policy = %s and tier = 'top' and period_month = %s",
+        (P1, period),
+    )
+    text = explain(graded_warehouse.url, customer, P1, period)
+    assert "top: all conditions met" in text
+    assert "rule top        [all] spend                    met" in text
+    assert "labels: " in text
 
 
 def test_every_task_of_both_runs_succeeded(graded_warehouse: GradedWarehouse) -> None:

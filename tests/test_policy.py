@@ -68,6 +68,57 @@ def test_bad_policy_is_rejected_naming_file_key_and_problem(tmp_path: Path, muta
     assert str(path) in str(raised.value)
 
 
+P3 = settings.POLICIES_DIR / "abcd" / "v1.yml"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "problem"),
+    [
+        (lambda d: d["scores"]["spend"].__setitem__("weight", -1), "scores.spend.weight", "must be a number >= 0"),
+        (lambda d: d["scores"]["spend"]["bands"][2].__setitem__("all", ["spend >= 1"]), "scores.spend.bands[2]", "fallback"),
+        (lambda d: d["scores"]["spend"]["bands"][0].pop("points"), "scores.spend.bands[0]", "numeric 'points'"),
+        (lambda d: d["scores"]["spend"]["bands"][1].pop("all"), "scores.spend.bands[1]", "at least one condition"),
+        (lambda d: d["tiers"]["A"]["all"].append("score.nope >= 1"), "tiers.A.all[2]", "unknown indicator 'score.nope'"),
+        (
+            lambda d: d["scores"]["spend"]["bands"][0]["all"].append("score.loyalty >= 3"),
+            "scores.spend.bands[0].all[1]",
+            "unknown indicator",
+        ),
+    ],
+)
+def test_bad_scores_are_rejected_naming_file_key_and_problem(tmp_path: Path, mutate, key: str, problem: str) -> None:
+    doc = yaml.safe_load(P3.read_text())
+    mutate(doc)
+    with pytest.raises(policy.PolicyError) as raised:
+        policy.parse_policy(write_policy(tmp_path, doc, name="abcd"))
+    assert (raised.value.key, problem in raised.value.problem) == (key, True), raised.value
+
+
+def test_composite_score_needs_weighted_scores(tmp_path: Path) -> None:
+    doc = yaml.safe_load(P3.read_text())
+    for score in doc["scores"].values():
+        score["weight"] = 0
+    with pytest.raises(policy.PolicyError, match="unknown indicator 'composite_score'"):
+        policy.parse_policy(write_policy(tmp_path, doc, name="abcd"))
+
+
+def test_shipped_policies_parse_with_their_documented_structure() -> None:
+    shipped = {p.name: p for p in policy.discover()}
+    assert set(shipped) == {"highend_flower", "service_levels", "abcd"}
+    p2 = shipped["service_levels"]
+    assert [s.name for s in p2.scores] == ["spend", "frequency", "credit", "relationship", "complexity"]
+    assert abs(sum(s.weight for s in p2.scores) - 1) < 1e-9
+    assert [t.code for t in p2.tiers] == ["level_1", "level_2", "level_3", "level_4"]
+    p3 = shipped["abcd"]
+    core = {s.name: s for s in p3.scores if s.weight}
+    assert set(core) == {"spend", "frequency", "loyalty"}
+    assert [(b.band, b.conditions[0].operator if b.conditions else None) for b in core["spend"].bands] == [
+        ("high", ">"),
+        ("mid", ">="),
+        ("low", None),
+    ]
+
+
 def test_invalid_yaml_is_reported_as_such(tmp_path: Path) -> None:
     path = tmp_path / "highend_flower" / "v1.yml"
     path.parent.mkdir()

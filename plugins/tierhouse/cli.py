@@ -121,6 +121,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0 if rows else 1
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from tierhouse.explain import explain
+    from tierhouse.publish import parse_period
+
+    period = parse_period(args.period) if args.period else None
+    print(explain(_url(), args.customer, args.policy, period))
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from tierhouse.quality import run_checkpoint
 
@@ -221,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default="highend_flower")
     p.add_argument("--period", default=DEMO_PERIOD)
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("explain", help="why a customer has their tier: indicators, bands, points, rules")
+    p.add_argument("customer")
+    p.add_argument("--policy", help="one policy (default: all)")
+    p.add_argument("--period", help="YYYY-MM (default: the latest graded month)")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("check", help="run a Great Expectations checkpoint")
     p.add_argument("checkpoint")
