@@ -13,7 +13,8 @@ final as (
         policy,
         version as policy_version,
         effective_from,
-        sha256 as policy_sha256
+        sha256 as policy_sha256,
+        document as policy_document
     from source
 
 )
