@@ -202,6 +202,44 @@ def test_dbt_build_runs_models_unit_tests_and_data_tests(graded_warehouse: Grade
     assert result.returncode == 0
 
 
+MONTHLY_SQL = (
+    "select customer_month_id, spend, order_count, special_orders, customised_spend, enterprise_spend,"
+    " max_order_value, positive_order_values from intermediate.int_customer_monthly order by 1"
+)
+
+
+def test_incremental_monthly_aggregates_take_late_data_and_equal_a_full_rebuild(graded_warehouse: GradedWarehouse) -> None:
+    url = graded_warehouse.url
+    ((receipt, member, amount),) = query(
+        url,
+        "select receipt_no, member_id, amount from raw.pos_sales_lines"
+        " where sold_at >= '2026-03-01' and sold_at < '2026-04-01' and member_id is not null and line_no = 1"
+        " order by receipt_no limit 1",
+    )
+    (before,) = query(
+        url, "select spend from intermediate.int_customer_monthly where customer_month_id = %s", (f"{member}/2026-03",)
+    )
+    try:
+        # a refund of that March sale arrives in a file loaded months later
+        query(
+            url,
+            "insert into raw.pos_sales_lines (receipt_no, line_no, sold_at, store_code, member_id, sku, quantity, amount,"
+            " _source_file, _source_line) values (%s, 990, '2026-10-30 12:00', 'SH01', %s, 'LATE', -1, %s, 'late.csv', 2)",
+            (receipt, member, -amount),
+        )
+        assert run_dbt(url, "build", "--quiet", "--select", "int_customer_monthly").returncode == 0
+        incremental = query(url, MONTHLY_SQL)
+        (after,) = query(
+            url, "select spend from intermediate.int_customer_monthly where customer_month_id = %s", (f"{member}/2026-03",)
+        )
+        assert after[0] == before[0] - amount
+        assert run_dbt(url, "build", "--quiet", "--select", "int_customer_monthly", "--full-refresh").returncode == 0
+        assert query(url, MONTHLY_SQL) == incremental
+    finally:
+        query(url, "delete from raw.pos_sales_lines where _source_file = 'late.csv'")
+        assert run_dbt(url, "build", "--quiet", "--select", "int_customer_monthly", "--full-refresh").returncode == 0
+
+
 def test_failing_publish_gate_fails_the_run_and_keeps_the_published_list(graded_warehouse: GradedWarehouse) -> None:
     """A corrupt raw line (CNY 6M on one till line) passes dbt's structural tests but not the
     plausibility expectation of the publish checkpoint: the audit fails, publish never runs."""

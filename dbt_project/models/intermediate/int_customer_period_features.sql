@@ -12,6 +12,12 @@ orders as (
 
 ),
 
+monthly as (
+
+    select * from {{ ref('int_customer_monthly') }}
+
+),
+
 grading_periods as (
 
     select * from {{ ref('int_grading_periods') }}
@@ -21,12 +27,6 @@ grading_periods as (
 member_versions as (
 
     select * from {{ ref('stg_crm__member_versions') }}
-
-),
-
-custom_orders as (
-
-    select * from {{ ref('stg_custom_orders__custom_orders') }}
 
 ),
 
@@ -72,32 +72,17 @@ member_since as (
 
 ),
 
-special_orders as (
-
-    select distinct order_ref as order_id
-    from custom_orders
-    where needs_special_flowers or customization_level = 'bespoke'
-
-),
-
-orders_in_window as (
+monthly_in_window as (
 
     select
         graded.customer_period_id,
-        orders.order_id,
-        orders.ordered_at,
-        orders.net_amount,
-        orders.customised_amount,
-        orders.enterprise_amount,
-        orders.net_amount >= graded.big_ticket_order_min as is_big_ticket,
-        special_orders.order_id is not null as is_special
+        graded.big_ticket_order_min,
+        monthly.*
     from graded
-    inner join orders
+    inner join monthly
         on
-            graded.customer_key = orders.customer_key
-            and orders.ordered_at::date between graded.window_start and graded.period_end
-    left join special_orders
-        on orders.order_id = special_orders.order_id
+            graded.customer_key = monthly.customer_key
+            and monthly.activity_month between date_trunc('month', graded.window_start) and graded.period_end
 
 ),
 
@@ -105,16 +90,21 @@ order_aggregates as (
 
     select
         customer_period_id,
-        sum(net_amount) as spend,
-        count(*) filter (where net_amount > 0) as order_count,
-        count(*) filter (where net_amount > 0 and is_big_ticket) as big_ticket_orders,
-        count(*) filter (where net_amount > 0 and is_special) as special_orders,
-        sum(customised_amount) as customised_spend,
-        sum(enterprise_amount) as enterprise_spend,
-        max(net_amount) as max_order_value,
-        count(distinct date_trunc('month', ordered_at)) filter (where net_amount > 0) as active_months,
-        max(ordered_at)::date as last_order_date
-    from orders_in_window
+        sum(spend) as spend,
+        sum(order_count)::bigint as order_count,
+        sum(
+            (
+                select count(*) from unnest(positive_order_values) as order_value
+                where order_value >= big_ticket_order_min
+            )
+        )::bigint as big_ticket_orders,
+        sum(special_orders)::bigint as special_orders,
+        sum(customised_spend) as customised_spend,
+        sum(enterprise_spend) as enterprise_spend,
+        max(max_order_value) as max_order_value,
+        count(*) filter (where order_count > 0) as active_months,
+        max(last_ordered_at)::date as last_order_date
+    from monthly_in_window
     group by customer_period_id
 
 ),

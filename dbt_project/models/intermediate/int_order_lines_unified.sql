@@ -36,7 +36,8 @@ store_unified as (
         business_line,
         customization_level,
         is_customised,
-        amount
+        amount,
+        loaded_at
     from store_lines
 
 ),
@@ -53,7 +54,8 @@ online_sold as (
         online_lines.business_line,
         online_lines.customization_level,
         online_lines.is_customised,
-        online_lines.amount
+        online_lines.amount,
+        greatest(online_lines.loaded_at, online_orders.loaded_at) as loaded_at
     from online_lines
     inner join online_orders
         on online_lines.order_id = online_orders.order_id
@@ -75,7 +77,8 @@ online_refunded as (
         online_sold.business_line,
         online_sold.customization_level,
         online_sold.is_customised,
-        -online_sold.amount as amount
+        -online_sold.amount as amount,
+        online_sold.loaded_at
     from online_sold
     inner join online_orders
         on online_sold.order_id = 'online:' || online_orders.order_id
@@ -95,7 +98,8 @@ imported_unified as (
         business_line,
         customization_level,
         is_customised,
-        amount
+        amount,
+        loaded_at
     from imported_lines
 
 ),

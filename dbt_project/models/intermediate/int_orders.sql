@@ -32,7 +32,8 @@ order_heads as (
         coalesce(
             sum(order_lines.amount) filter (where business_lines.consumption_attribute = 'enterprise'), 0
         ) as enterprise_amount,
-        count(*) filter (where order_lines.amount > 0) as line_count
+        count(*) filter (where order_lines.amount > 0) as line_count,
+        max(order_lines.loaded_at) as loaded_at
     from order_lines
     left join business_lines
         on order_lines.business_line = business_lines.business_line
@@ -84,7 +85,8 @@ final as (
         order_heads.net_amount,
         order_heads.customised_amount,
         order_heads.enterprise_amount,
-        order_heads.line_count
+        order_heads.line_count,
+        order_heads.loaded_at
     from order_heads
     left join phone_matches
         on order_heads.order_id = phone_matches.order_id

@@ -26,7 +26,8 @@ final as (
         grading_consent_at,
         coalesce(marketing_consent, false) as has_marketing_consent,
         updated_at as valid_from,
-        lead(updated_at) over (partition by member_id order by updated_at) as valid_to
+        lead(updated_at) over (partition by member_id order by updated_at) as valid_to,
+        _loaded_at as loaded_at
     from deduplicated
 
 )

@@ -25,7 +25,8 @@ final as (
         coalesce(rare_flowers, false) as has_rare_flowers,
         coalesce(imported_flowers, false) as has_imported_flowers,
         coalesce(rare_flowers, false) or coalesce(imported_flowers, false) as needs_special_flowers,
-        event_date
+        event_date,
+        _loaded_at as loaded_at
     from deduplicated
 
 )

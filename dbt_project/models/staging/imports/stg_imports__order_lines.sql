@@ -30,7 +30,8 @@ final as (
         coalesce(customization_level, 'standard') as customization_level,
         coalesce(customization_level in ('semi_custom', 'bespoke'), false) as is_customised,
         quantity,
-        amount
+        amount,
+        _loaded_at as loaded_at
     from deduplicated
 
 )

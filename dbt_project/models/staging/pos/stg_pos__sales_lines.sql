@@ -32,7 +32,8 @@ final as (
         coalesce(customization_level, 'standard') in ('semi_custom', 'bespoke') as is_customised,
         quantity,
         amount,
-        _source_file as source_file
+        _source_file as source_file,
+        _loaded_at as loaded_at
     from deduplicated
 
 )

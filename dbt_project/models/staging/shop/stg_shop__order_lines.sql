@@ -17,7 +17,8 @@ final as (
         coalesce(customization_level, 'standard') as customization_level,
         coalesce(customization_level, 'standard') in ('semi_custom', 'bespoke') as is_customised,
         quantity,
-        amount
+        amount,
+        _loaded_at as loaded_at
     from source
 
 )

@@ -15,7 +15,8 @@ final as (
         channel as sales_channel,
         status as order_status,
         ordered_at,
-        updated_at as status_changed_at
+        updated_at as status_changed_at,
+        _loaded_at as loaded_at
     from source
 
 )
