@@ -45,48 +45,33 @@ class Warehouse:
     payments: pd.DataFrame  # order_ref, due_date, paid_at
 
 
-def load(url: WarehouseUrl) -> Warehouse:
-    pos = _latest(_frame(url, "select * from raw.pos_sales_lines"), ["receipt_no", "line_no"])
-    store = pd.DataFrame(
+def _order_lines(prefix: str, frame: pd.DataFrame, order_column: str, at_column: str) -> pd.DataFrame:
+    """One channel's lines in a common shape."""
+    return pd.DataFrame(
         {
-            "order_id": "store:" + pos["receipt_no"],
-            "member_id": pos["member_id"],
-            "phone_key": pos["phone_key"],
-            "at": pos["sold_at"],
-            "line": pos["business_line"].fillna("unknown"),
-            "level": pos["customization_level"].fillna("standard"),
-            "amount": pos["amount"],
+            "order_id": prefix + frame[order_column],
+            "member_id": frame["member_id"],
+            "phone_key": frame["phone_key"],
+            "at": frame[at_column],
+            "line": frame["business_line"].fillna("unknown"),
+            "level": frame["customization_level"].fillna("standard"),
+            "amount": frame["amount"],
         }
     )
+
+
+def load(url: WarehouseUrl) -> Warehouse:
+    pos = _latest(_frame(url, "select * from raw.pos_sales_lines"), ["receipt_no", "line_no"])
+    store = _order_lines("store:", pos, "receipt_no", "sold_at")
     shop_orders = _frame(url, "select * from raw.shop_orders where status in ('completed', 'refunded')")
     shop_lines = _frame(url, "select * from raw.shop_order_lines").merge(
         shop_orders[["order_id", "member_id", "phone_key", "status", "ordered_at", "updated_at"]], on="order_id"
     )
-    sold = pd.DataFrame(
-        {
-            "order_id": "online:" + shop_lines["order_id"],
-            "member_id": shop_lines["member_id"],
-            "phone_key": shop_lines["phone_key"],
-            "at": shop_lines["ordered_at"],
-            "line": shop_lines["business_line"].fillna("unknown"),
-            "level": shop_lines["customization_level"].fillna("standard"),
-            "amount": shop_lines["amount"],
-        }
-    )
+    sold = _order_lines("online:", shop_lines, "order_id", "ordered_at")
     refunded_rows = shop_lines[shop_lines["status"] == "refunded"]
     refunds = sold.loc[refunded_rows.index].assign(at=refunded_rows["updated_at"], amount=-refunded_rows["amount"])
     imported = _latest(_frame(url, "select * from raw.imported_order_lines"), ["order_id", "line_no"])
-    imports = pd.DataFrame(
-        {
-            "order_id": "import:" + imported["order_id"],
-            "member_id": imported["member_id"],
-            "phone_key": imported["phone_key"],
-            "at": imported["ordered_at"],
-            "line": imported["business_line"].fillna("unknown"),
-            "level": imported["customization_level"].fillna("standard"),
-            "amount": imported["amount"],
-        }
-    )
+    imports = _order_lines("import:", imported, "order_id", "ordered_at")
     lines = pd.concat([store, sold, refunds, imports], ignore_index=True)
 
     orders = []

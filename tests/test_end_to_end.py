@@ -227,7 +227,10 @@ def test_incremental_monthly_aggregates_take_late_data_and_equal_a_full_rebuild(
             " _source_file, _source_line) values (%s, 990, '2026-10-30 12:00', 'SH01', %s, 'LATE', -1, %s, 'late.csv', 2)",
             (receipt, member, -amount),
         )
-        assert run_dbt(url, "build", "--quiet", "--select", "int_customer_monthly").returncode == 0
+        # upstream tables first (as the grading DAG does), then the incremental model
+        assert (
+            run_dbt(url, "build", "--quiet", "--select", "+int_customer_monthly", "--exclude", "test_type:unit").returncode == 0
+        )
         incremental = query(url, MONTHLY_SQL)
         (after,) = query(
             url, "select spend from intermediate.int_customer_monthly where customer_month_id = %s", (f"{member}/2026-03",)
@@ -237,7 +240,7 @@ def test_incremental_monthly_aggregates_take_late_data_and_equal_a_full_rebuild(
         assert query(url, MONTHLY_SQL) == incremental
     finally:
         query(url, "delete from raw.pos_sales_lines where _source_file = 'late.csv'")
-        assert run_dbt(url, "build", "--quiet", "--select", "int_customer_monthly", "--full-refresh").returncode == 0
+        assert run_dbt(url, "build", "--quiet", "--select", "+int_customer_monthly", "--full-refresh").returncode == 0
 
 
 def test_failing_publish_gate_fails_the_run_and_keeps_the_published_list(graded_warehouse: GradedWarehouse) -> None:
