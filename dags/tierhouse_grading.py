@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import Param, chain, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, Param, chain, dag, task
 
 from tierhouse import pipeline
 from tierhouse.assets import PUBLISHED_TIERS, RAW_SALES
-from tierhouse.dag_defaults import DEFAULT_ARGS
+from tierhouse.dag_defaults import DEFAULT_ARGS, TIMEZONE
 from tierhouse.dbt_airflow import dbt_build_group
 
 GRADED_POLICIES = ["highend_flower", "service_levels", "abcd"]
@@ -19,7 +19,10 @@ GRADED_POLICIES = ["highend_flower", "service_levels", "abcd"]
 
 @dag(
     dag_id="tierhouse_grading",
-    schedule=[RAW_SALES],
+    # Month end (Art. 7): at 02:00 on the 1st the previous month's data interval is graded; fresh
+    # raw sales from the ingest DAG also trigger a run, which records late data for a published
+    # month as a restatement candidate instead of changing its list.
+    schedule=AssetOrTimeSchedule(timetable=CronDataIntervalTimetable("0 2 1 * *", timezone=TIMEZONE), assets=[RAW_SALES]),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -32,7 +35,10 @@ def tierhouse_grading():
     @task
     def resolve_period(**context) -> str:
         extras = [event.extra for events in context["triggering_asset_events"].values() for event in events]
-        return pipeline.resolve_period(context["params"].get("period"), extras, context["dag_run"].run_after)
+        start, end = context.get("data_interval_start"), context.get("data_interval_end")
+        # a month-end run's data interval is the month to grade; asset and manual runs have none
+        interval_start = start.in_timezone(TIMEZONE).date() if start is not None and end is not None and end > start else None
+        return pipeline.resolve_period(context["params"].get("period"), extras, context["dag_run"].run_after, interval_start)
 
     @task
     def load_policies() -> list[str]:
@@ -44,7 +50,7 @@ def tierhouse_grading():
         return pipeline.audit_tiers(policy, period)
 
     @task(outlets=[PUBLISHED_TIERS])
-    def publish_tiers(policy: str, period: str, **context) -> int:
+    def publish_tiers(policy: str, period: str, **context) -> dict:
         return pipeline.publish_tiers(policy, period, context["run_id"])
 
     @task

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import psycopg2
 import pytest
 
 from tests.conftest import GradedWarehouse, query
-from tierhouse import policy, quality
+from tierhouse import history, policy, quality
 from tierhouse.explain import explain
 from tierhouse.ingest import load_report
 from tierhouse.publish import parse_period, tier_summary
@@ -200,6 +201,88 @@ def test_rerunning_ingest_changes_nothing(graded_warehouse: GradedWarehouse) -> 
 def test_dbt_build_runs_models_unit_tests_and_data_tests(graded_warehouse: GradedWarehouse) -> None:
     result = run_dbt(graded_warehouse.url, "build", "--quiet")
     assert result.returncode == 0
+
+
+def test_each_policy_has_one_recorded_initial_list_matching_what_is_published(graded_warehouse: GradedWarehouse) -> None:
+    period = parse_period(graded_warehouse.period)
+    runs = query(
+        graded_warehouse.url,
+        "select policy, run_id, row_count, code_version, airflow_run_id, length(input_fingerprint), length(snapshot_hash)"
+        " from history.grading_runs where period_month = %s and list_kind = 'initial' order by policy",
+        (period,),
+    )
+    assert [r[0] for r in runs] == ["abcd", "highend_flower", "service_levels"]
+    for policy_name, run_id, rows, code, airflow_run, fingerprint_len, hash_len in runs:
+        assert (fingerprint_len, hash_len) == (64, 64)
+        assert airflow_run == graded_warehouse.grading_run.run_id and code != "unknown"
+        difference = query(
+            graded_warehouse.url,
+            "(select customer_key, tier from history.tier_snapshots where run_id = %(r)s"
+            " except select customer_key, tier from published.customer_tiers where policy = %(p)s and period_month = %(m)s)"
+            " union all (select customer_key, tier from published.customer_tiers where policy = %(p)s and period_month = %(m)s"
+            " except select customer_key, tier from history.tier_snapshots where run_id = %(r)s)",
+            {"r": run_id, "p": policy_name, "m": period},
+        )
+        assert difference == [] and rows > 0
+
+
+def test_republishing_the_same_inputs_reproduces_the_same_snapshot_hash(graded_warehouse: GradedWarehouse) -> None:
+    period = parse_period(graded_warehouse.period)
+    ((published_hash,),) = query(
+        graded_warehouse.url,
+        "select snapshot_hash from history.grading_runs where policy = %s and period_month = %s and list_kind = 'initial'",
+        (P1, period),
+    )
+    outcome = history.publish_initial_list(graded_warehouse.url, P1, period, "rerun")
+    assert (outcome.status, outcome.snapshot_hash) == ("unchanged", published_hash)
+
+
+def test_late_changes_to_a_published_month_become_a_restatement_candidate(graded_warehouse: GradedWarehouse) -> None:
+    url, period = graded_warehouse.url, parse_period(graded_warehouse.period)
+    before = query(
+        url, "select customer_key, tier, published_at from published.customer_tiers where policy = %s order by 1", (P1,)
+    )
+    ((customer,),) = query(
+        url,
+        "select min(customer_key) from marts.fct_customer_tiers where policy = %s and period_month = %s and tier = 'none'",
+        (P1, period),
+    )
+    try:
+        query(
+            url,
+            "update marts.fct_customer_tiers set tier = 'potential' where policy = %s and customer_key = %s and period_month = %s",
+            (P1, customer, period),
+        )
+        outcome = history.publish_initial_list(url, P1, period, "late-data-run")
+        assert outcome.status == "restatement_candidate"
+        assert query(url, "select changed_customers, airflow_run_id from history.restatement_candidates") == [
+            (1, "late-data-run")
+        ]
+        assert (
+            query(
+                url, "select customer_key, tier, published_at from published.customer_tiers where policy = %s order by 1", (P1,)
+            )
+            == before
+        )
+    finally:
+        assert run_dbt(url, "build", "--quiet", "--select", "fct_customer_tiers", "--exclude", "test_type:unit").returncode == 0
+
+
+def test_history_is_append_only(graded_warehouse: GradedWarehouse) -> None:
+    for statement in (
+        "update history.tier_snapshots set tier = 'top'",
+        "delete from history.grading_runs",
+        "truncate history.tier_snapshots cascade",
+    ):
+        with pytest.raises(psycopg2.Error, match="history is append-only"):
+            query(graded_warehouse.url, statement)
+
+
+def test_auditor_history_shows_every_grade_with_its_run(graded_warehouse: GradedWarehouse) -> None:
+    ((customer,),) = query(graded_warehouse.url, "select min(customer_key) from published.customer_tiers where tier = 'top'")
+    text = history.format_history(customer, history.customer_history(graded_warehouse.url, customer))
+    assert text.count(" initial ") == 3  # one list per policy
+    assert f"airflow {graded_warehouse.grading_run.run_id}" in text
 
 
 MONTHLY_SQL = (

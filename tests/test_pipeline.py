@@ -23,6 +23,11 @@ def test_the_ingest_asset_tells_which_month_is_complete() -> None:
     assert resolve_period(None, [{"data_through": "2027-01-01"}], datetime(2027, 1, 1)) == "2026-12"
 
 
+def test_a_month_end_run_grades_the_month_its_data_interval_covers() -> None:
+    assert resolve_period(None, [], datetime(2026, 11, 1, 2, 0), date(2026, 10, 1)) == "2026-10"
+    assert resolve_period("2026-03", [], datetime(2026, 11, 1, 2, 0), date(2026, 10, 1)) == "2026-03"
+
+
 def test_without_hints_the_month_before_the_run() -> None:
     assert resolve_period(None, [], datetime(2026, 3, 1, 2, 0)) == "2026-02"
     assert resolve_period(None, [{}], date(2026, 1, 15)) == "2025-12"

@@ -130,6 +130,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    from tierhouse.history import customer_history, format_history
+
+    print(format_history(args.customer, customer_history(_url(), args.customer)))
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from tierhouse.quality import run_checkpoint
 
@@ -236,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", help="one policy (default: all)")
     p.add_argument("--period", help="YYYY-MM (default: the latest graded month)")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("history", help="every recorded grade of a customer, with the run that produced it")
+    p.add_argument("customer")
+    p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("check", help="run a Great Expectations checkpoint")
     p.add_argument("checkpoint")

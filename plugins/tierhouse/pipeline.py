@@ -54,11 +54,16 @@ def check_raw_quality() -> int:
 
 
 # -- grading ----------------------------------------------------------------------------------
-def resolve_period(requested: str | None, asset_extras: list[dict], run_after: datetime | date) -> str:
-    """The month to grade: asked for explicitly, else the last complete month of the data the
-    triggering ingest run loaded, else the month before the run."""
+def resolve_period(
+    requested: str | None, asset_extras: list[dict], run_after: datetime | date, data_interval_start: date | None = None
+) -> str:
+    """The month to grade: asked for explicitly; else the month a scheduled run's data interval
+    covers; else the last complete month of the data the triggering ingest run loaded; else the
+    month before the run."""
     if requested:
         return f"{parse_period(requested):%Y-%m}"
+    if data_interval_start is not None:
+        return f"{data_interval_start:%Y-%m}"
     through_dates = [date.fromisoformat(str(extra["data_through"])[:10]) for extra in asset_extras if extra.get("data_through")]
     reference = max(through_dates) if through_dates else (run_after.date() if isinstance(run_after, datetime) else run_after)
     last_month = reference.replace(day=1) - timedelta(days=1)
@@ -90,10 +95,14 @@ def audit_tiers(policy: str, period: str) -> int:
     ).evaluated
 
 
-def publish_tiers(policy: str, period: str, run_id: str | None) -> int:
-    from tierhouse import publish
+def publish_tiers(policy: str, period: str, run_id: str | None) -> dict:
+    """Record and publish the period's initial list (once; see tierhouse.history)."""
+    from tierhouse import history
 
-    return publish.publish_period(warehouse_url(), policy, parse_period(period), run_id)
+    outcome = history.publish_initial_list(warehouse_url(), policy, parse_period(period), run_id)
+    if outcome.status == "restatement_candidate":
+        log.warning("%s %s: results differ from the published list; recorded as a restatement candidate", policy, period)
+    return outcome.__dict__
 
 
 def summarise_tiers(policy: str, period: str) -> str:

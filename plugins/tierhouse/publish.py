@@ -42,34 +42,6 @@ def parse_period(period: str) -> date:
     return date(int(match[1]), int(match[2]), 1)
 
 
-def publish_period(url: WarehouseUrl, policy: str, period_month: date, airflow_run_id: str | None = None) -> int:
-    """Replace the published tiers of one policy and period in a single transaction.
-
-    Readers see either the previous list or the new one, never a mix; two publishers of the
-    same period queue on an advisory lock instead of interleaving.
-    """
-    with connect(url) as conn, conn.cursor() as cur:
-        cur.execute(PUBLISHED_DDL)
-        cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"publish:{policy}:{period_month}",))
-        cur.execute("delete from published.customer_tiers where policy = %s and period_month = %s", (policy, period_month))
-        cur.execute(
-            """
-            insert into published.customer_tiers
-                (policy, policy_version, period_month, customer_key, tier, tier_label, tier_rank, decided_by,
-                 composite_score, consumption_attribute, demand_feature, cooperation_feature, airflow_run_id)
-            select policy, policy_version, period_month, customer_key, tier, tier_label, tier_rank, decided_by,
-                   composite_score, consumption_attribute, demand_feature, cooperation_feature, %s
-            from marts.fct_customer_tiers
-            where policy = %s and period_month = %s
-            """,
-            (airflow_run_id, policy, period_month),
-        )
-        published = cur.rowcount
-        if published == 0:
-            raise RuntimeError(f"nothing to publish for {policy} {period_month:%Y-%m}: marts.fct_customer_tiers has no rows")
-        return published
-
-
 @dataclass(frozen=True)
 class TierSummaryRow:
     tier: str
