@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg2
 import pytest
 
 from tests.conftest import GradedWarehouse, query
-from tierhouse import history, policy, quality
+from tierhouse import history, policy, quality, review
 from tierhouse.explain import explain
 from tierhouse.ingest import load_report
 from tierhouse.publish import parse_period, tier_summary
@@ -283,6 +283,59 @@ def test_auditor_history_shows_every_grade_with_its_run(graded_warehouse: Graded
     text = history.format_history(customer, history.customer_history(graded_warehouse.url, customer))
     assert text.count(" initial ") == 3  # one list per policy
     assert f"airflow {graded_warehouse.grading_run.run_id}" in text
+
+
+def test_reviews_change_grades_only_through_the_confirmed_list(graded_warehouse: GradedWarehouse) -> None:
+    url, period = graded_warehouse.url, parse_period(graded_warehouse.period)
+    initial = dict(
+        query(
+            url, "select customer_key, tier from published.customer_tiers where policy = %s and period_month = %s", (P1, period)
+        )
+    )
+    customer = min(key for key, tier in initial.items() if tier == "none")
+    reason = "strong wedding pipeline, confirmed with the customer"
+    review.add_review(url, P1, period, customer, "potential", "Li Wei", reason)
+    for bad, match in (
+        ({"reason": "  "}, "needs a reason"),
+        ({"new_tier": "gold"}, "not a tier"),
+        ({"customer_key": "NOBODY"}, "not on the"),
+    ):
+        arguments = {"customer_key": customer, "new_tier": "high", "reviewer": "Li Wei", "reason": "x", **bad}
+        with pytest.raises(review.ReviewError, match=match):
+            review.add_review(url, P1, period, **arguments)
+    published_at, deadline = review.review_window(url, P1, period)
+    assert deadline > published_at.date()  # five working days later
+    assert review.confirm_due_lists(url, deadline) == []  # the window is open through the deadline
+    # still the initial list: reviews take effect only when the list is confirmed
+    assert query(
+        url,
+        "select tier, list_kind from published.customer_tiers where policy = %s and customer_key = %s and period_month = %s",
+        (P1, customer, period),
+    ) == [("none", "initial")]
+
+    outcomes = review.confirm_due_lists(url, deadline + timedelta(days=1), "review-run")
+    assert len(outcomes) == 2  # highend_flower and service_levels have a review step; abcd has none
+    confirmed = dict(
+        query(
+            url,
+            "select customer_key, tier from published.customer_tiers where policy = %s and period_month = %s and list_kind = 'confirmed'",
+            (P1, period),
+        )
+    )
+    assert confirmed == {**initial, customer: "potential"}
+    ((decided_by,),) = query(
+        url,
+        "select decided_by from published.customer_tiers where policy = %s and customer_key = %s and period_month = %s",
+        (P1, customer, period),
+    )
+    assert decided_by == f"review by Li Wei: {reason}"
+    assert query(url, "select from_tier, to_tier, rule, evidence->>'reviewer' from history.tier_changes") == [
+        ("none", "potential", "art8_review", "Li Wei")
+    ]
+    assert review.confirm_due_lists(url, deadline + timedelta(days=30)) == []
+    with pytest.raises(review.ReviewError, match="already confirmed"):
+        review.add_review(url, P1, period, customer, "high", "Li Wei", "second thoughts")
+    assert "confirmed potential" in history.format_history(customer, history.customer_history(url, customer))
 
 
 MONTHLY_SQL = (

@@ -137,6 +137,24 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    from tierhouse.publish import parse_period
+    from tierhouse.review import add_review, confirm_due_lists
+
+    url = _url()
+    if args.action == "add":
+        missing = [name for name in ("policy", "period", "customer", "tier", "reviewer", "reason") if not getattr(args, name)]
+        if missing:
+            raise ValueError(f"review add needs --{' --'.join(missing)}")
+        review_id = add_review(url, args.policy, parse_period(args.period), args.customer, args.tier, args.reviewer, args.reason)
+        print(f"review {review_id} recorded")
+    else:
+        today = date.fromisoformat(args.today) if args.today else date.today()
+        for outcome in confirm_due_lists(url, today):
+            print(f"confirmed run {outcome.run_id}: {outcome.rows} customers")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from tierhouse.quality import run_checkpoint
 
@@ -248,6 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("customer")
     p.set_defaults(func=cmd_history)
 
+    p = sub.add_parser("review", help="Art. 8 review: change a grade on an initial list, or confirm due lists")
+    p.add_argument("action", choices=["add", "confirm"])
+    p.add_argument("--policy", default="highend_flower")
+    p.add_argument("--period", help="YYYY-MM")
+    p.add_argument("--customer")
+    p.add_argument("--tier", help="the new tier")
+    p.add_argument("--reviewer")
+    p.add_argument("--reason", help="mandatory: why the grade changes")
+    p.add_argument("--today", help="YYYY-MM-DD (confirm): the day to confirm as of")
+    p.set_defaults(func=cmd_review)
+
     p = sub.add_parser("check", help="run a Great Expectations checkpoint")
     p.add_argument("checkpoint")
     p.add_argument("--param", action="append", default=[], help="key=value for the checkpoint's filters")
@@ -271,8 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a clear one-line error for the user; tracebacks stay in the logs
         from tierhouse.policy import PolicyError
         from tierhouse.warehouse import WarehouseError
+        from tierhouse.workdays import CalendarUnavailable
 
-        if isinstance(exc, (PolicyError, WarehouseError, ValueError, FileNotFoundError)):
+        if isinstance(exc, (PolicyError, WarehouseError, ValueError, FileNotFoundError, CalendarUnavailable)):
             print(f"tierhouse: error: {exc}", file=sys.stderr)
             return 2
         raise

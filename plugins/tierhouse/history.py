@@ -63,13 +63,34 @@ create table if not exists history.restatement_candidates (
     detected_at       timestamptz not null default now()
 );
 
+create table if not exists history.reviews (
+    review_id     uuid        primary key,
+    policy        text        not null,
+    period_month  date        not null,
+    customer_key  text        not null,
+    reviewer      text        not null,
+    new_tier      text        not null,
+    reason        text        not null check (length(trim(reason)) > 0),
+    created_at    timestamptz not null default now()
+);
+
+create table if not exists history.tier_changes (
+    run_id        uuid        not null references history.grading_runs (run_id),
+    customer_key  text        not null,
+    from_tier     text,
+    to_tier       text        not null,
+    rule          text        not null,
+    evidence      jsonb       not null,
+    primary key (run_id, customer_key)
+);
+
 create or replace function history.refuse_change() returns trigger language plpgsql as $$
 begin
     raise exception 'history is append-only: % on %.% refused', tg_op, tg_table_schema, tg_table_name;
 end
 $$;
 """
-_HISTORY_TABLES = ("grading_runs", "tier_snapshots", "restatement_candidates")
+_HISTORY_TABLES = ("grading_runs", "tier_snapshots", "restatement_candidates", "reviews", "tier_changes")
 SNAPSHOT_COLUMNS = (
     "customer_key", "tier", "tier_rank", "decided_by", "composite_score",
     "consumption_attribute", "demand_feature", "cooperation_feature",
@@ -188,44 +209,59 @@ def publish_initial_list(url: WarehouseUrl, policy: str, period_month: date, air
             )
             return PublishOutcome(str(existing[0]), "restatement_candidate", len(snapshot), snapshot_hash)
 
-        run_id = str(uuid.uuid4())
-        cur.execute(
-            "insert into history.grading_runs (run_id, policy, policy_version, period_month, list_kind, airflow_run_id,"
-            " code_version, policy_sha256, input_fingerprint, snapshot_hash, row_count)"
-            " values (%s, %s, %s, %s, 'initial', %s, %s, %s, %s, %s, %s)",
-            (
-                run_id,
-                policy,
-                version,
-                period_month,
-                airflow_run_id,
-                code_version(),
-                policy_sha,
-                input_fingerprint,
-                snapshot_hash,
-                len(snapshot),
-            ),
+        run_id, _ = record_run(
+            cur, policy, version, period_month, "initial", airflow_run_id, policy_sha, input_fingerprint, snapshot
         )
-        cur.executemany(
-            f"insert into history.tier_snapshots (run_id, {', '.join(SNAPSHOT_COLUMNS)})"
-            f" values (%s, {', '.join(['%s'] * len(SNAPSHOT_COLUMNS))})",
-            [(run_id, *row) for row in snapshot],
-        )
-        cur.execute("delete from published.customer_tiers where policy = %s and period_month = %s", (policy, period_month))
-        cur.execute(
-            f"""
-            insert into published.customer_tiers
-                (policy, policy_version, period_month, tier_label, {", ".join(SNAPSHOT_COLUMNS)}, airflow_run_id)
-            select r.policy, r.policy_version, r.period_month, t.tier_label, {", ".join("s." + c for c in SNAPSHOT_COLUMNS)}, r.airflow_run_id
-            from history.tier_snapshots as s
-            join history.grading_runs as r using (run_id)
-            left join marts.fct_customer_tiers as t
-                on t.policy = r.policy and t.period_month = r.period_month and t.customer_key = s.customer_key
-            where s.run_id = %s
-            """,
-            (run_id,),
-        )
+        publish_run(cur, run_id)
         return PublishOutcome(run_id, "published", len(snapshot), snapshot_hash)
+
+
+def record_run(
+    cur,
+    policy: str,
+    version: int,
+    period_month: date,
+    list_kind: str,
+    airflow_run_id: str | None,
+    policy_sha: str,
+    input_fingerprint: str,
+    snapshot: list[tuple],
+) -> tuple[str, str]:
+    run_id, snapshot_hash = str(uuid.uuid4()), digest(snapshot)
+    cur.execute(
+        "insert into history.grading_runs (run_id, policy, policy_version, period_month, list_kind, airflow_run_id,"
+        " code_version, policy_sha256, input_fingerprint, snapshot_hash, row_count)"
+        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (run_id, policy, version, period_month, list_kind, airflow_run_id, code_version(), policy_sha, input_fingerprint,
+         snapshot_hash, len(snapshot)),
+    )  # fmt: skip
+    cur.executemany(
+        f"insert into history.tier_snapshots (run_id, {', '.join(SNAPSHOT_COLUMNS)})"
+        f" values (%s, {', '.join(['%s'] * len(SNAPSHOT_COLUMNS))})",
+        [(run_id, *row) for row in snapshot],
+    )
+    return run_id, snapshot_hash
+
+
+def publish_run(cur, run_id: str) -> None:
+    """Make a recorded run the published list of its policy and period (inside the caller's transaction)."""
+    cur.execute("select policy, period_month from history.grading_runs where run_id = %s", (run_id,))
+    policy, period_month = cur.fetchone()
+    cur.execute("delete from published.customer_tiers where policy = %s and period_month = %s", (policy, period_month))
+    cur.execute(
+        f"""
+        insert into published.customer_tiers
+            (policy, policy_version, period_month, list_kind, tier_label, {", ".join(SNAPSHOT_COLUMNS)}, airflow_run_id)
+        select r.policy, r.policy_version, r.period_month, r.list_kind, t.tier_label, {", ".join("s." + c for c in SNAPSHOT_COLUMNS)},
+               r.airflow_run_id
+        from history.tier_snapshots as s
+        join history.grading_runs as r using (run_id)
+        left join marts.dim_policy_tiers as t
+            on t.policy = r.policy and t.policy_version = r.policy_version and t.tier = s.tier
+        where s.run_id = %s
+        """,
+        (run_id,),
+    )
 
 
 def customer_history(url: WarehouseUrl, customer_key: str) -> list[dict]:

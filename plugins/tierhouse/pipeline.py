@@ -112,3 +112,10 @@ def summarise_tiers(policy: str, period: str) -> str:
     text = publish.format_summary(policy, period_month, publish.tier_summary(warehouse_url(), policy, period_month))
     log.info("\n%s", text)
     return text
+
+
+def confirm_due_lists(today: date, run_id: str | None) -> list[dict]:
+    """Art. 8: publish the confirmed list of every initial list whose review window has closed."""
+    from tierhouse.review import confirm_due_lists as confirm
+
+    return [outcome.__dict__ for outcome in confirm(warehouse_url(), today, run_id)]

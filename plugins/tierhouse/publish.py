@@ -21,6 +21,7 @@ create table if not exists published.customer_tiers (
     tier_label      text,
     tier_rank       integer     not null,
     decided_by      text        not null,
+    list_kind       text        not null default 'initial',
     composite_score numeric,
     consumption_attribute text,
     demand_feature  text,
