@@ -5,13 +5,11 @@ publish them. Triggered by fresh raw sales from the ingest DAG, or run by hand w
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, Param, chain, dag, task
 
 from tierhouse import pipeline
 from tierhouse.assets import PUBLISHED_TIERS, RAW_SALES
-from tierhouse.dag_defaults import DEFAULT_ARGS, TIMEZONE
+from tierhouse.dag_defaults import DAG_SETTINGS, TIMEZONE
 from tierhouse.dbt_airflow import dbt_build_group
 
 GRADED_POLICIES = ["highend_flower", "service_levels", "abcd"]
@@ -23,13 +21,10 @@ GRADED_POLICIES = ["highend_flower", "service_levels", "abcd"]
     # raw sales from the ingest DAG also trigger a run, which records late data for a published
     # month as a restatement candidate instead of changing its list.
     schedule=AssetOrTimeSchedule(timetable=CronDataIntervalTimetable("0 2 1 * *", timezone=TIMEZONE), assets=[RAW_SALES]),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     params={"period": Param(None, type=["null", "string"], pattern=r"^\d{4}-\d{2}$", description="Month to grade, YYYY-MM")},
     tags=["tierhouse", "grading"],
     doc_md=__doc__,
+    **DAG_SETTINGS,
 )
 def tierhouse_grading():
     @task

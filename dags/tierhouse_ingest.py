@@ -5,13 +5,11 @@ Asset that triggers grading."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
 
 from tierhouse import pipeline
 from tierhouse.assets import RAW_SALES
-from tierhouse.dag_defaults import DEFAULT_ARGS, TIMEZONE
+from tierhouse.dag_defaults import DAG_SETTINGS, TIMEZONE
 from tierhouse.sources import SOURCES
 
 
@@ -19,12 +17,9 @@ from tierhouse.sources import SOURCES
     dag_id="tierhouse_ingest",
     # Tills export after closing; load each business day's files at 01:00 China time.
     schedule=CronDataIntervalTimetable("0 1 * * *", timezone=TIMEZONE),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["tierhouse", "ingest"],
     doc_md=__doc__,
+    **DAG_SETTINGS,
 )
 def tierhouse_ingest():
     @task

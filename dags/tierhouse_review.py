@@ -4,24 +4,19 @@ and publish the confirmed lists BI tools read."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.sdk import CronTriggerTimetable, dag, task
 
 from tierhouse import pipeline
 from tierhouse.assets import PUBLISHED_TIERS
-from tierhouse.dag_defaults import DEFAULT_ARGS, TIMEZONE
+from tierhouse.dag_defaults import DAG_SETTINGS, TIMEZONE
 
 
 @dag(
     dag_id="tierhouse_review",
     schedule=CronTriggerTimetable("0 9 * * *", timezone=TIMEZONE),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["tierhouse", "grading", "review"],
     doc_md=__doc__,
+    **DAG_SETTINGS,
 )
 def tierhouse_review():
     @task(outlets=[PUBLISHED_TIERS])

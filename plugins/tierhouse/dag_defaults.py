@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 # Local runs (`airflow dags test`, the demo, the tests) shorten the delay so a failing task
 # fails in seconds; a deployment keeps the default.
@@ -11,3 +11,12 @@ RETRY_DELAY = timedelta(seconds=int(os.environ.get("TIERHOUSE_RETRY_DELAY_SECOND
 
 DEFAULT_ARGS = {"owner": "data-engineering", "retries": 2, "retry_delay": RETRY_DELAY}
 TIMEZONE = "Asia/Shanghai"
+
+#: What every tierhouse DAG shares: no catch-up by default (backfills are explicit), one run at a
+#: time (two runs of the same period must never overlap), owner and retries.
+DAG_SETTINGS = {
+    "start_date": datetime(2026, 1, 1),
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": DEFAULT_ARGS,
+}
