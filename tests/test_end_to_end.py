@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import psycopg2
 import pytest
 
 from tests.conftest import GradedWarehouse, query
-from tierhouse import history, policy, quality, review
+from tierhouse import history, pipeline, policy, quality, review
 from tierhouse.explain import explain
 from tierhouse.ingest import load_report
 from tierhouse.publish import parse_period, tier_summary
@@ -336,6 +336,33 @@ def test_reviews_change_grades_only_through_the_confirmed_list(graded_warehouse:
     with pytest.raises(review.ReviewError, match="already confirmed"):
         review.add_review(url, P1, period, customer, "high", "Li Wei", "second thoughts")
     assert "confirmed potential" in history.format_history(customer, history.customer_history(url, customer))
+
+
+def test_backfilling_twelve_months_in_order_publishes_each_once_and_audits_drift(graded_warehouse: GradedWarehouse) -> None:
+    url = graded_warehouse.url
+    p1 = next(p for p in policy.discover() if p.name == P1)
+    tiers = sorted({t.code for t in p1.tiers} | {"none"})
+    audit = p1.document["audit"]
+    drift_checked = 0
+    for offset in range(12):  # October 2025 .. September 2026, oldest first
+        month = date(2025, 10 + offset, 1) if offset < 3 else date(2026, offset - 2, 1)
+        drift_checked += pipeline.audit_drift(url, P1, month, tiers, audit)
+        assert history.publish_initial_list(url, P1, month, f"backfill-{month:%Y-%m}").status == "published"
+    assert drift_checked == 11  # every month but the first has a published month before it
+    # the month already published (2026-10) is now audited against September, and passes
+    assert pipeline.audit_drift(url, P1, date(2026, 10, 1), tiers, audit) == 1
+    # a second backfill of the same months changes nothing
+    assert {history.publish_initial_list(url, P1, date(2026, m, 1)).status for m in range(1, 10)} == {"unchanged"}
+    try:
+        query(
+            url,
+            "update marts.fct_customer_tiers set tier = 'top' where policy = %s and period_month = '2026-10-01' and tier = 'none'",
+            (P1,),
+        )
+        with pytest.raises(quality.QualityGateFailed, match="kl_divergence"):
+            pipeline.audit_drift(url, P1, date(2026, 10, 1), tiers, audit)
+    finally:
+        assert run_dbt(url, "build", "--quiet", "--select", "fct_customer_tiers", "--exclude", "test_type:unit").returncode == 0
 
 
 MONTHLY_SQL = (

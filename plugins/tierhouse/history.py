@@ -14,7 +14,7 @@ import hashlib
 import subprocess
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from tierhouse import settings
@@ -262,6 +262,24 @@ def publish_run(cur, run_id: str) -> None:
         """,
         (run_id,),
     )
+
+
+def previous_distribution(url: WarehouseUrl, policy: str, period_month: date, tiers: list[str]) -> dict | None:
+    """The tier shares of the policy's published initial list for the month before, smoothed so
+    that a tier empty last month does not make the divergence infinite; None when there is none."""
+    previous_month = (period_month.replace(day=1) - timedelta(days=1)).replace(day=1)
+    with connect(url) as conn, conn.cursor() as cur:
+        ensure_schema(cur)
+        cur.execute(
+            "select s.tier, count(*) from history.tier_snapshots as s join history.grading_runs as r using (run_id)"
+            " where r.policy = %s and r.period_month = %s and r.list_kind = 'initial' group by s.tier",
+            (policy, previous_month),
+        )
+        counts = dict(cur.fetchall())
+    if not counts:
+        return None
+    total = sum(counts.values()) + 0.5 * len(tiers)
+    return {"values": tiers, "weights": [(counts.get(tier, 0) + 0.5) / total for tier in tiers]}
 
 
 def customer_history(url: WarehouseUrl, customer_key: str) -> list[dict]:

@@ -87,11 +87,30 @@ def audit_tiers(policy: str, period: str) -> int:
     if not versions:
         raise ValueError(f"no policy file for {policy!r}")
     tiers = sorted({tier.code for p in versions for tier in p.tiers} | {"none"})
-    return quality.gate(
-        warehouse_url(),
+    url, period_month = warehouse_url(), parse_period(period)
+    filters = {"policy": policy, "period_month": period_month.isoformat()}
+    evaluated = quality.gate(
+        url,
         "publish_customer_tiers",
-        {"policy": policy, "period_month": parse_period(period).isoformat()},
+        filters,
         expectation_parameters={"tiers": tiers, "policy_versions": [p.version for p in versions]},
+    ).evaluated
+    return evaluated + audit_drift(url, policy, period_month, tiers, versions[-1].document.get("audit", {}))
+
+
+def audit_drift(url: WarehouseUrl, policy: str, period_month: date, tiers: list[str], audit: dict) -> int:
+    """The drift gate against the previous published month, when there is one and a threshold."""
+    from tierhouse import history, quality
+
+    previous = history.previous_distribution(url, policy, period_month, tiers)
+    if previous is None or "max_tier_kl_divergence" not in audit:
+        log.info("%s %s: no previous published month or no drift threshold; drift not audited", policy, period_month)
+        return 0
+    return quality.gate(
+        url,
+        "publish_tier_drift",
+        {"policy": policy, "period_month": period_month.isoformat()},
+        expectation_parameters={"previous_distribution": previous, "max_kl_divergence": audit["max_tier_kl_divergence"]},
     ).evaluated
 
 

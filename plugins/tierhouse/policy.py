@@ -197,6 +197,7 @@ def parse_policy(path: Path) -> Policy:
         "source_document",
         "effective_from",
         "calendar",
+        "audit",
         "settings",
         "scores",
         "tiers",
@@ -213,6 +214,14 @@ def parse_policy(path: Path) -> Policy:
         raise PolicyError(path, "version", f"file must be policies/{name}/v{version}.yml")
     if not isinstance(doc["effective_from"], date):
         raise PolicyError(path, "effective_from", "must be a date (YYYY-MM-DD)")
+
+    audit = doc.get("audit") or {}
+    if not isinstance(audit, dict) or set(audit) - {"max_tier_kl_divergence"}:
+        raise PolicyError(path, "audit", "may only set max_tier_kl_divergence")
+    if "max_tier_kl_divergence" in audit and (
+        not _number(audit["max_tier_kl_divergence"]) or audit["max_tier_kl_divergence"] <= 0
+    ):
+        raise PolicyError(path, "audit.max_tier_kl_divergence", "must be a positive number")
 
     policy_settings = doc["settings"]
     if not isinstance(policy_settings, dict):
