@@ -1,4 +1,5 @@
-"""Publishing audited tiers to the schema BI tools read, one period at a time, atomically."""
+"""The published schema BI tools read (its DDL), period parsing and the tier summary. Lists are
+recorded and published together by :mod:`tierhouse.history`."""
 
 from __future__ import annotations
 

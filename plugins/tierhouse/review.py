@@ -26,11 +26,11 @@ class ReviewError(ValueError):
     """A review that cannot be accepted; the message says why."""
 
 
-def _policy(name: str, version: int) -> Policy:
-    for candidate in discover():
-        if candidate.name == name and candidate.version == version:
-            return candidate
-    raise ReviewError(f"no policy file for {name} v{version}")
+def _policy(policies: dict[tuple[str, int], Policy], name: str, version: int) -> Policy:
+    try:
+        return policies[(name, version)]
+    except KeyError:
+        raise ReviewError(f"no policy file for {name} v{version}") from None
 
 
 def has_review(graded_policy: Policy) -> bool:
@@ -83,8 +83,10 @@ def _initial_lists(
         """,
         (policy, policy, period_month, period_month, unconfirmed_only),
     )
+    # the policy files are read once per call, not once per list
+    policies = {(p.name, p.version): p for p in discover()}
     return [
-        InitialList(str(run_id), _policy(name, version), month, created)
+        InitialList(str(run_id), _policy(policies, name, version), month, created)
         for run_id, name, version, month, created in cur.fetchall()
     ]
 
