@@ -1,6 +1,6 @@
 """Airflow DAG: grade customers for one month — load the policy files, build the dbt project
 (through Cosmos), audit the candidate tiers with a Great Expectations checkpoint and only then
-publish them. Triggered by fresh raw sales from the ingest DAG, or run by hand with
+publish the initial list of every policy whose calendar lists that month. Triggered by fresh raw sales from the ingest DAG, or run by hand with
 ``{"period": "YYYY-MM"}``."""
 
 from __future__ import annotations
@@ -9,10 +9,8 @@ from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, Param, c
 
 from tierhouse import pipeline
 from tierhouse.assets import PUBLISHED_TIERS, RAW_SALES
-from tierhouse.dag_defaults import DAG_SETTINGS, TIMEZONE
-from tierhouse.dbt_airflow import dbt_build_group
-
-GRADED_POLICIES = ["highend_flower", "service_levels", "abcd"]
+from tierhouse.dag_defaults import DAG_SETTINGS, GRADED_POLICIES, TIMEZONE
+from tierhouse.dag_tasks import build_and_deidentify
 
 
 @dag(
@@ -35,9 +33,10 @@ def tierhouse_grading():
         interval_start = start.in_timezone(TIMEZONE).date() if start is not None and end is not None and end > start else None
         return pipeline.resolve_period(context["params"].get("period"), extras, context["dag_run"].run_after, interval_start)
 
-    @task
-    def load_policies() -> list[str]:
-        return pipeline.load_policies()
+    # P2 and P3 list only at quarter ends (their calendars); the rest of that policy's branch is skipped.
+    @task.short_circuit
+    def lists_month(policy: str, period: str) -> bool:
+        return pipeline.lists_month(policy, period)
 
     # A failed audit fails this task, so publish (all_success) never runs and the last published list stays.
     @task(retries=0)
@@ -53,13 +52,13 @@ def tierhouse_grading():
         return pipeline.summarise_tiers(policy, period)
 
     period = resolve_period()
-    dbt_build = dbt_build_group()
-    chain(period, load_policies(), dbt_build)
+    deidentified = build_and_deidentify(period)
     for policy in GRADED_POLICIES:
+        due = lists_month.override(task_id=f"lists_{policy}")(policy, period)
         audit = audit_tiers.override(task_id=f"audit_{policy}")(policy, period)
         publish = publish_tiers.override(task_id=f"publish_{policy}")(policy, period)
         summary = summarise_tiers.override(task_id=f"summarise_{policy}")(policy, period)
-        chain(dbt_build, audit, publish, summary)
+        chain(deidentified, due, audit, publish, summary)
 
 
 tierhouse_grading()

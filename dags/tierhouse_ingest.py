@@ -23,6 +23,10 @@ from tierhouse.sources import SOURCES
 )
 def tierhouse_ingest():
     @task
+    def apply_access_controls() -> list[str]:
+        return pipeline.apply_access_controls()
+
+    @task
     def load_exports(source_name: str) -> dict:
         return pipeline.load_exports(source_name)
 
@@ -40,7 +44,7 @@ def tierhouse_ingest():
         return evaluated
 
     loads = [load_exports.override(task_id=f"load_{name}")(name) for name in SOURCES]
-    chain([*loads, extract_shop_orders()], check_raw_quality())
+    chain(apply_access_controls(), [*loads, extract_shop_orders()], check_raw_quality())
 
 
 tierhouse_ingest()

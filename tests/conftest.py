@@ -14,17 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from tierhouse.privacy import KEY_ENV
+from tierhouse.privacy import KEY_ENV, PII_KEY_ENV
 from tierhouse.settings import PROJECT_ROOT
 from tierhouse.warehouse import EmbeddedWarehouse, WarehouseUrl, connect, resolve_url, session, wait_until_ready
 
 # Loaders pseudonymise phone numbers; the tests bring their own throw-away key.
 os.environ.setdefault(KEY_ENV, secrets.token_hex(32))
+os.environ.setdefault(PII_KEY_ENV, secrets.token_hex(32))
 
 E2E_CUSTOMERS = 300
 E2E_MONTHS = 36
 E2E_SEED = 7
-E2E_PERIOD = "2026-10"
+E2E_PERIOD = "2026-09"  # a quarter end: all three policies list it
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,10 @@ from tierhouse import settings
 from tierhouse.runner import airflow_env
 from tierhouse.warehouse import WarehouseUrl
 
-EXPECTED_DAGS = {"tierhouse_ingest", "tierhouse_grading", "tierhouse_review"}
+EXPECTED_DAGS = {
+    "tierhouse_ingest", "tierhouse_grading", "tierhouse_review", "tierhouse_quarterly", "tierhouse_appeals", "tierhouse_backfill",
+    "tierhouse_dsr",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 
 from tests.conftest import GradedWarehouse, query
-from tierhouse import history, pipeline, policy, quality, review
+from tierhouse import appeals, history, pipeline, policy, quality, regrade, review, settings
 from tierhouse.explain import explain
 from tierhouse.ingest import load_report
 from tierhouse.publish import parse_period, tier_summary
@@ -338,29 +338,156 @@ def test_reviews_change_grades_only_through_the_confirmed_list(graded_warehouse:
     assert "confirmed potential" in history.format_history(customer, history.customer_history(url, customer))
 
 
-def test_backfilling_twelve_months_in_order_publishes_each_once_and_audits_drift(graded_warehouse: GradedWarehouse) -> None:
+def test_quarterly_regrade_moves_customers_on_their_three_month_trend(graded_warehouse: GradedWarehouse) -> None:
+    url, period = graded_warehouse.url, parse_period(graded_warehouse.period)
+    assert regrade.base_ready(url, P1, period)  # confirmed by the review test
+    assert not regrade.base_ready(url, P1, date(2026, 6, 1))  # no list at all
+    list_sql = "select customer_key, tier from published.customer_tiers where policy = %s and period_month = %s"
+    confirmed = dict(query(url, list_sql, (P1, period)))
+    run = dags_test(graded_warehouse.airflow, "tierhouse_quarterly", conf={"quarter_end": graded_warehouse.period}, echo=False)
+    assert run.succeeded, run.output[-6000:]
+    quarterly = dict(query(url, list_sql + " and list_kind = 'quarterly'", (P1, period)))
+    expected = dict(confirmed)
+    for key, from_tier, to_tier in query(
+        url,
+        "select customer_key, from_tier, to_tier from marts.fct_regrade_signals"
+        " where policy = %s and period_month = %s and rule_holds",
+        (P1, period),
+    ):
+        if confirmed.get(key) == from_tier:
+            expected[key] = to_tier
+    assert quarterly == expected
+    moved = {key for key in quarterly if quarterly[key] != confirmed[key]}
+    assert moved, "the sample data should have customers whose trend moves them"
+    changes = query(
+        url,
+        "select c.customer_key, c.from_tier, c.to_tier, c.rule, c.evidence from history.tier_changes as c"
+        " join history.grading_runs as r using (run_id) where r.list_kind = 'quarterly' and r.airflow_run_id = %s",
+        (run.run_id,),
+    )
+    assert {row[0] for row in changes} == moved
+    for key, from_tier, to_tier, rule, evidence in changes:
+        assert (rule, from_tier, to_tier) == ("art9_quarterly", confirmed[key], quarterly[key])
+        spend, orders = Decimal(evidence["spend_growth"] or "0"), Decimal(evidence["order_growth"] or "0")
+        if evidence["rule"] == "potential_rising":
+            assert (from_tier, to_tier) == ("potential", "high") and spend >= Decimal("0.2") and orders > 0
+        else:
+            assert evidence["rule"] == "top_falling" and (from_tier, to_tier) == ("top", "high")
+            assert orders <= Decimal("-0.5") or spend <= Decimal("-0.5")
+    assert regrade.regrade_quarter(url, P1, period, "again").status == "unchanged"
+    with pytest.raises(ValueError, match="not the last month of a quarter"):
+        regrade.regrade_quarter(url, P1, date(2026, 8, 1))
+    assert "quarterly" in history.format_history(min(moved), history.customer_history(url, min(moved)))
+
+
+def test_appeals_are_answered_with_their_basis_within_three_working_days(graded_warehouse: GradedWarehouse) -> None:
+    url, period = graded_warehouse.url, parse_period(graded_warehouse.period)
+    list_sql = "select customer_key, tier, list_kind from published.customer_tiers where policy = %s and period_month = %s"
+    before = {key: (tier, kind) for key, tier, kind in query(url, list_sql, (P1, period))}
+    corrected, upheld = sorted(key for key, (tier, _) in before.items() if tier == "none")[:2]
+    # received the day before National Day: the third working day is Saturday 10 October, a
+    # weekend worked to make up the holiday
+    received = datetime(2026, 9, 30, 10, 0, tzinfo=review.CHINA)
+    appeal_id, due_on = appeals.file_appeal(
+        url, P1, period, corrected, "a wedding order is missing from my history", "Wang Fang", received_at=received
+    )
+    assert due_on == date(2026, 10, 10)
+    for bad, match in (
+        ({"request": " "}, "needs the customer's request"),
+        ({"customer_key": "NOBODY"}, "not on the"),
+        ({}, "already has an open appeal"),
+    ):
+        arguments = {"customer_key": corrected, "request": "again", "recorded_by": "Wang Fang", **bad}
+        with pytest.raises(appeals.AppealError, match=match):
+            appeals.file_appeal(url, P1, period, **arguments)
+
+    # unanswered after its due day: visible as overdue, and the appeals DAG fails (alerts)
+    assert appeals.check_deadlines(url, date(2026, 10, 10)) == {"open": 1}
+    with pytest.raises(appeals.AppealsOverdue, match=appeal_id):
+        appeals.check_deadlines(url, date(2026, 10, 11))
+    late = dags_test(graded_warehouse.airflow, "tierhouse_appeals", "2026-10-12", echo=False)
+    assert late.state == "failed" and "past their due day" in late.output
+
+    with pytest.raises(appeals.AppealError, match="needs its basis"):
+        appeals.answer_appeal(url, appeal_id, "Zhao Lei", "  ", "potential")
+    answered_at = datetime(2026, 10, 9, 16, 0, tzinfo=review.CHINA)
+    basis = "guest-checkout wedding order of 28 Sep matched by phone; spend and repurchase meet the potential tier"
+    outcome = appeals.answer_appeal(url, appeal_id, "Zhao Lei", basis, "potential", "appeal-run", answered_at)
+    assert outcome is not None and outcome.status == "published"
+    with pytest.raises(appeals.AppealError, match="already answered"):
+        appeals.answer_appeal(url, appeal_id, "Zhao Lei", basis, "high")
+    after = {key: (tier, kind) for key, tier, kind in query(url, list_sql, (P1, period))}
+    assert after[corrected] == ("potential", "appeal")
+    assert {k: t for k, (t, _) in after.items() if k != corrected} == {k: t for k, (t, _) in before.items() if k != corrected}
+    assert query(
+        url,
+        "select from_tier, to_tier, rule, evidence->>'appeal_id' from history.tier_changes join history.grading_runs using (run_id)"
+        " where list_kind = 'appeal'",
+    ) == [("none", "potential", "art9_appeal", appeal_id)]
+
+    upheld_id, _ = appeals.file_appeal(url, P1, period, upheld, "asks why not potential", "Wang Fang", received_at=received)
+    assert (
+        appeals.answer_appeal(
+            url, upheld_id, "Zhao Lei", "one order in twelve months; potential needs two", answered_at=answered_at
+        )
+        is None
+    )
+    ((outcome_kind, evidence),) = query(
+        url, "select outcome, evidence from history.appeal_answers where appeal_id = %s", (upheld_id,)
+    )
+    assert outcome_kind == "upheld" and evidence["list"] == "appeal"
+    # the answer carries the grading basis dbt computed: every indicator the policy looks at
+    assert {"spend", "order_count"} <= {item.get("item") for item in evidence["grading_basis"]}
+    states = {s.appeal_id: s.status for s in appeals.appeal_states(url, date(2026, 10, 12))}
+    assert states == {appeal_id: "answered", upheld_id: "answered"}
+    assert dags_test(graded_warehouse.airflow, "tierhouse_appeals", "2026-10-13", echo=False).succeeded
+    text = history.format_history(corrected, history.customer_history(url, corrected))
+    assert "appeal via service desk, due 2026-10-10" in text and "answer corrected by Zhao Lei -> potential" in text
+
+
+def test_backfill_dag_grades_twelve_months_in_order_each_policy_on_its_calendar(
+    graded_warehouse: GradedWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = graded_warehouse.url
+    # the pipeline functions find the warehouse through the Airflow connection, as in a task
+    monkeypatch.setenv(f"AIRFLOW_CONN_{settings.WAREHOUSE_CONN_ID.upper()}", url.url())
+    run = dags_test(graded_warehouse.airflow, "tierhouse_backfill", conf={"start": "2025-09", "end": "2026-08"}, echo=False)
+    assert run.succeeded, run.output[-6000:]
+    lists = query(
+        url,
+        "select policy, array_agg(to_char(period_month, 'YYYY-MM') order by period_month) from history.grading_runs"
+        " where list_kind = 'initial' and airflow_run_id = %s group by policy",
+        (run.run_id,),
+    )
+    months = [f"{2025 + (8 + n) // 12}-{(8 + n) % 12 + 1:02d}" for n in range(12)]
+    quarter_ends = [m for m in months if int(m[5:]) % 3 == 0]
+    # P1 lists every month (Art. 7); P2 and P3 only quarter ends (their calendars)
+    assert dict(lists) == {P1: months, "service_levels": quarter_ends, "abcd": quarter_ends}
+    # oldest first: each list was recorded after the month before it
+    assert query(
+        url,
+        "select bool_and(created_at > prev) from (select created_at, lag(created_at) over (partition by policy order by period_month)"
+        " as prev from history.grading_runs where airflow_run_id = %s) as ordered where prev is not null",
+        (run.run_id,),
+    ) == [(True,)]
+    # drift was audited for every month with a published list before it: GE ran the drift suite
+    # drift audited for every month with a list before it: P1 11 of 12, P2 and P3 3 of 4 each
+    assert run.output.count("checkpoint publish_tier_drift: passed") == 17
+    # a second pass over the same months publishes nothing new
+    assert {o["status"] for o in pipeline.backfill(P1, months, "again")} == {"unchanged"}
+
     p1 = next(p for p in policy.discover() if p.name == P1)
-    tiers = sorted({t.code for t in p1.tiers} | {"none"})
-    audit = p1.document["audit"]
-    drift_checked = 0
-    for offset in range(12):  # October 2025 .. September 2026, oldest first
-        month = date(2025, 10 + offset, 1) if offset < 3 else date(2026, offset - 2, 1)
-        drift_checked += pipeline.audit_drift(url, P1, month, tiers, audit)
-        assert history.publish_initial_list(url, P1, month, f"backfill-{month:%Y-%m}").status == "published"
-    assert drift_checked == 11  # every month but the first has a published month before it
-    # the month already published (2026-10) is now audited against September, and passes
-    assert pipeline.audit_drift(url, P1, date(2026, 10, 1), tiers, audit) == 1
-    # a second backfill of the same months changes nothing
-    assert {history.publish_initial_list(url, P1, date(2026, m, 1)).status for m in range(1, 10)} == {"unchanged"}
+    tiers, audit = sorted({t.code for t in p1.tiers} | {"none"}), p1.document["audit"]
+    period = parse_period(graded_warehouse.period)
+    assert pipeline.audit_drift(url, P1, period, tiers, audit) == 1  # September against August, and it passes
     try:
         query(
             url,
-            "update marts.fct_customer_tiers set tier = 'top' where policy = %s and period_month = '2026-10-01' and tier = 'none'",
-            (P1,),
+            "update marts.fct_customer_tiers set tier = 'top' where policy = %s and period_month = %s and tier = 'none'",
+            (P1, period),
         )
         with pytest.raises(quality.QualityGateFailed, match="kl_divergence"):
-            pipeline.audit_drift(url, P1, date(2026, 10, 1), tiers, audit)
+            pipeline.audit_drift(url, P1, period, tiers, audit)
     finally:
         assert run_dbt(url, "build", "--quiet", "--select", "fct_customer_tiers", "--exclude", "test_type:unit").returncode == 0
 
@@ -415,7 +542,7 @@ def test_failing_publish_gate_fails_the_run_and_keeps_the_published_list(graded_
     query_insert = (
         "insert into raw.pos_sales_lines (receipt_no, line_no, sold_at, store_code, member_id, sku, business_line,"
         " customization_level, quantity, unit_price, amount, _source_file, _source_line)"
-        " values ('PLANTED-1', 1, '2026-10-15 12:00', 'SH01', 'M000001', 'X', 'wedding', 'bespoke', 1, 6000000, 6000000,"
+        " values ('PLANTED-1', 1, '2026-09-15 12:00', 'SH01', 'M000001', 'X', 'wedding', 'bespoke', 1, 6000000, 6000000,"
         " 'planted.csv', 2)"
     )
     query(url, query_insert)

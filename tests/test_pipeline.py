@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 import pytest
 
-from tierhouse.pipeline import resolve_period
+from tierhouse.pipeline import grading_months, quarter_to_regrade, resolve_period
 from tierhouse.publish import parse_period
 
 
@@ -37,3 +37,20 @@ def test_without_hints_the_month_before_the_run() -> None:
 def test_bad_periods_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="YYYY-MM"):
         parse_period(bad)
+
+
+def test_the_quarterly_run_regrades_the_quarter_its_data_interval_covers() -> None:
+    assert quarter_to_regrade(None, date(2026, 7, 1), datetime(2026, 10, 1, 3)) == "2026-09"
+    assert quarter_to_regrade("2026-06", date(2026, 7, 1), datetime(2026, 10, 1, 3)) == "2026-06"
+    # a manual run without an interval re-grades the last complete quarter before it
+    assert quarter_to_regrade(None, None, datetime(2026, 11, 23)) == "2026-09"
+    assert quarter_to_regrade(None, None, date(2026, 1, 5)) == "2025-12"
+    with pytest.raises(ValueError, match="not the last month of a quarter"):
+        quarter_to_regrade("2026-08", None, date(2026, 11, 1))
+
+
+def test_a_backfill_walks_the_months_oldest_first() -> None:
+    assert grading_months("2025-11", "2026-02") == ["2025-11", "2025-12", "2026-01", "2026-02"]
+    assert grading_months("2026-03", "2026-03") == ["2026-03"]
+    with pytest.raises(ValueError, match="before its start"):
+        grading_months("2026-03", "2026-01")

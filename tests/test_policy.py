@@ -55,6 +55,24 @@ def test_shipped_p1_policy_parses_with_three_tiers_and_the_potential_routes() ->
             "condition ids ['order_count'] repeat",
         ),
         (lambda d: d.__setitem__("version", 2), "version", "file must be policies/highend_flower/v2.yml"),
+        (lambda d: d["calendar"].__setitem__("cadence", "weekly"), "calendar.cadence", "one of ['monthly', 'quarterly']"),
+        (lambda d: d["calendar"].__setitem__("appeal_working_days", 0), "calendar.appeal_working_days", "positive number"),
+        (lambda d: d["regrade"].__setitem__("window_months", 13), "regrade.window_months", "from 1 to 12"),
+        (
+            lambda d: d["regrade"]["rules"]["potential_rising"].__setitem__("to", "gold"),
+            "regrade.rules.potential_rising.to",
+            "'gold' is not a tier",
+        ),
+        (
+            lambda d: d["regrade"]["rules"]["top_falling"]["any"].append("spend >= 3"),
+            "regrade.rules.top_falling.any[2]",
+            "unknown indicator 'spend'",
+        ),
+        (
+            lambda d: d["regrade"]["rules"]["top_falling"].__setitem__("from", "potential"),
+            "regrade.rules",
+            "two rules move customers off the same tier",
+        ),
     ],
 )
 def test_bad_policy_is_rejected_naming_file_key_and_problem(tmp_path: Path, mutate, key: str, problem: str) -> None:
@@ -134,6 +152,9 @@ def test_loading_writes_every_condition_and_setting(scratch_db) -> None:
     conditions = query(scratch_db, "select count(*) from raw.policy_tier_conditions")
     assert conditions == [(sum(len(t.conditions) for t in p1.tiers),)]
     assert query(scratch_db, "select value from raw.policy_settings where setting = 'big_ticket_order_min'") == [(5000,)]
+    assert query(scratch_db, "select count(*) from raw.policy_regrade_conditions") == [
+        (sum(len(r.conditions) for r in p1.regrade_rules),)
+    ]
 
 
 def test_a_published_version_cannot_be_silently_changed(scratch_db, tmp_path: Path) -> None:
@@ -148,6 +169,33 @@ def test_a_published_version_cannot_be_silently_changed(scratch_db, tmp_path: Pa
     changed = policy.parse_policy(write_policy(tmp_path, doc))
     with pytest.raises(policy.PolicyError, match="publish the change as a new version"):
         policy.load_policies(scratch_db, [changed])
+
+
+def test_p1_art9_regrade_rules_and_calendars_come_from_the_policy_files() -> None:
+    from datetime import date
+
+    by_name = {p.name: p for p in policy.discover()}
+    rules = {r.code: (r.from_tier, r.to_tier) for r in by_name["highend_flower"].regrade_rules}
+    assert rules == {"potential_rising": ("potential", "high"), "top_falling": ("top", "high")}
+    assert by_name["highend_flower"].settings["regrade_window_months"] == 3
+    # P1 lists every month; P2 and P3 (quarterly by default) only at quarter ends
+    assert all(by_name["highend_flower"].lists_month(date(2026, m, 1)) for m in range(1, 13))
+    for name in ("service_levels", "abcd"):
+        assert [m for m in range(1, 13) if by_name[name].lists_month(date(2026, m, 1))] == [3, 6, 9, 12]
+
+
+def test_the_dags_grade_every_shipped_policy() -> None:
+    from tierhouse.dag_defaults import GRADED_POLICIES, REGRADED_POLICIES
+    from tierhouse.regrade import regraded_policies
+
+    assert sorted(GRADED_POLICIES) == sorted({p.name for p in policy.discover()})
+    assert [p.name for p in regraded_policies()] == REGRADED_POLICIES
+
+
+def test_every_trend_indicator_a_regrade_rule_may_name_is_computed_by_dbt() -> None:
+    sql = (settings.DBT_PROJECT_DIR / "models" / "marts" / "fct_regrade_signals.sql").read_text()
+    for indicator in policy.TREND_INDICATORS:
+        assert f"('{indicator}'," in sql, indicator
 
 
 def test_every_indicator_a_policy_may_name_is_computed_by_dbt() -> None:

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from tierhouse import settings
@@ -15,6 +15,8 @@ from tierhouse import settings
 #: The generator's default end: data runs through October 2026, so October is the demo period.
 DEMO_DATA_END = date(2026, 11, 1)
 DEMO_PERIOD = "2026-10"
+DEMO_QUARTER_END = "2026-09"
+DEMO_BACKFILL = {"start": "2026-07", "end": DEMO_PERIOD}
 
 
 def _url():
@@ -59,10 +61,8 @@ def cmd_seed_shop(args: argparse.Namespace) -> int:
 
 def cmd_import_orders(args: argparse.Namespace) -> int:
     from tierhouse.ingest import format_load_report, import_order_file, load_report
-    from tierhouse.privacy import KEY_ENV, ensure_local_key
 
-    if not os.environ.get(KEY_ENV) and not os.environ.get("WAREHOUSE_URL"):
-        os.environ.update(ensure_local_key())  # the embedded warehouse's local key
+    _local_keys()
     path = Path(args.file)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
@@ -155,6 +155,57 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_appeal(args: argparse.Namespace) -> int:
+    from tierhouse import appeals
+    from tierhouse.publish import parse_period
+
+    url = _url()
+    if args.action == "file":
+        missing = [name for name in ("policy", "period", "customer", "request", "recorded_by") if not getattr(args, name)]
+        if missing:
+            raise ValueError(f"appeal file needs --{' --'.join(m.replace('_', '-') for m in missing)}")
+        appeal_id, due_on = appeals.file_appeal(
+            url, args.policy, parse_period(args.period), args.customer, args.request, args.recorded_by, args.channel
+        )
+        print(f"appeal {appeal_id} recorded; answer due by {due_on}")
+    elif args.action == "answer":
+        missing = [name for name in ("appeal_id", "answered_by", "basis") if not getattr(args, name)]
+        if missing:
+            raise ValueError(f"appeal answer needs --{' --'.join(m.replace('_', '-') for m in missing)}")
+        outcome = appeals.answer_appeal(url, args.appeal_id, args.answered_by, args.basis, args.tier)
+        print(f"appeal {args.appeal_id} answered: " + (f"corrected, list {outcome.run_id} published" if outcome else "upheld"))
+    else:
+        states = appeals.appeal_states(url)
+        for state in states:
+            print(
+                f"{state.appeal_id}  {state.policy} {state.period_month:%Y-%m} {state.customer_key:<12} received"
+                f" {state.received_at:%Y-%m-%d} due {state.due_on}  {state.status}{' (' + state.outcome + ')' if state.outcome else ''}"
+            )
+        if not states:
+            print("no appeals")
+        return 1 if any(state.status == "overdue" for state in states) else 0
+    return 0
+
+
+def _local_keys() -> None:
+    """Against the embedded warehouse, use its local keys unless the environment brings its own."""
+    from tierhouse.privacy import KEY_ENV, ensure_local_key
+
+    if not os.environ.get(KEY_ENV) and not os.environ.get("WAREHOUSE_URL"):
+        os.environ.update(ensure_local_key())
+
+
+def cmd_dsr(args: argparse.Namespace) -> int:
+    from tierhouse import pipeline
+
+    _local_keys()
+    result = pipeline.data_subject_request(
+        args.kind, args.customer, args.requested_by, args.reason, args.field, args.value, args.out, url=_url()
+    )
+    print(result)
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from tierhouse.quality import run_checkpoint
 
@@ -168,10 +219,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Warehouse, sample data, both DAGs for real, then the tier summary."""
+    from tierhouse.appeals import answer_appeal, file_appeal
     from tierhouse.generate import generate
+    from tierhouse.history import customer_history, format_history, format_lists
     from tierhouse.ingest import format_load_report, load_report, seed_shop_database
     from tierhouse.publish import format_summary, parse_period, tier_summary
+    from tierhouse.review import add_review, review_window
     from tierhouse.runner import LocalAirflow, dags_test
+    from tierhouse.warehouse import connect
 
     started = time.monotonic()
     url = _url()
@@ -188,24 +243,59 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"[demo] shop database holds {seed_shop_database(url, data_dir / 'shop')} online orders")
 
     airflow = LocalAirflow(url)
-    # The ingest run for 2 Nov loads the business day of 1 Nov, which completes October.
-    runs = [
-        ("tierhouse_ingest", "2026-11-02", None),
-        ("tierhouse_grading", None, {"period": DEMO_PERIOD}),
-    ]
-    for dag_id, logical_date, conf in runs:
-        print(f"[demo] airflow dags test {dag_id} ...", flush=True)
+
+    def run(dag_id: str, logical_date: str | None = None, conf: dict | None = None) -> bool:
+        print(f"[demo] airflow dags test {dag_id} {logical_date or ''} {json.dumps(conf) if conf else ''}", flush=True)
         result = dags_test(airflow, dag_id, logical_date, conf, echo=args.verbose)
         print(f"[demo] {dag_id}: {result.state} (run {result.run_id})")
         if not result.succeeded:
             print(result.output[-8000:])
-            return 1
+        return result.succeeded
+
+    # The ingest run for 2 Nov loads the business day of 1 Nov, which completes October; the
+    # backfill then grades July to October in order (P2 and P3 list September, a quarter end).
+    if not (run("tierhouse_ingest", "2026-11-02") and run("tierhouse_backfill", conf=DEMO_BACKFILL)):
+        return 1
     print()
     print(format_load_report(load_report(url)))
-    for policy in ("highend_flower", "service_levels", "abcd"):
-        period_month = parse_period(DEMO_PERIOD)
+
+    p1, october = "highend_flower", parse_period(DEMO_PERIOD)
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select min(customer_key) filter (where tier = 'none'), min(customer_key) filter (where tier = 'potential')"
+            " from published.customer_tiers where policy = %s and period_month = %s",
+            (p1, october),
+        )
+        reviewed, appellant = cur.fetchone()
+    add_review(url, p1, october, reviewed, "potential", "Demo Reviewer", "wedding season pipeline confirmed by the store manager")
+    print(f"\n[demo] review: {reviewed} none -> potential on the {DEMO_PERIOD} initial list (Art. 8)")
+    # The review window is 5 mainland-China working days from today; the review DAG is run as
+    # of the day after it closes, which confirms every list published above.
+    _, deadline = review_window(url, p1, october)
+    if not run("tierhouse_review", (deadline + timedelta(days=1)).isoformat()):
+        return 1
+    if not run("tierhouse_quarterly", conf={"quarter_end": DEMO_QUARTER_END}):
+        return 1
+    appeal_id, due_on = file_appeal(
+        url, p1, october, appellant, "customer says a wedding order booked as a guest checkout is missing", "Demo Service Desk"
+    )
+    answer_appeal(
+        url, appeal_id, "Demo Service Lead",
+        "guest-checkout order matched to the member by phone; spend and frequency meet the high tier", new_tier="high",
+    )  # fmt: skip
+    print(f"[demo] appeal {appeal_id[:8]}: {appellant} potential -> high on the {DEMO_PERIOD} list, answered before {due_on}")
+    if not run("tierhouse_appeals", datetime.now().strftime("%Y-%m-%d")):
+        return 1
+
+    for policy, period in (
+        (p1, DEMO_QUARTER_END), (p1, DEMO_PERIOD), ("service_levels", DEMO_QUARTER_END), ("abcd", DEMO_QUARTER_END)
+    ):  # fmt: skip
         print()
-        print(format_summary(policy, period_month, tier_summary(url, policy, period_month)))
+        print(format_summary(policy, parse_period(period), tier_summary(url, policy, parse_period(period))))
+    print()
+    print(format_lists(url))
+    print()
+    print(format_history(appellant, customer_history(url, appellant)))
     print(f"\n[demo] done in {time.monotonic() - started:.0f} s")
     return 0
 
@@ -276,6 +366,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="mandatory: why the grade changes")
     p.add_argument("--today", help="YYYY-MM-DD (confirm): the day to confirm as of")
     p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("appeal", help="Art. 9 appeals: record a re-check request, answer it, list open and overdue ones")
+    p.add_argument("action", choices=["file", "answer", "list"])
+    p.add_argument("--policy", default="highend_flower")
+    p.add_argument("--period", help="YYYY-MM: the list the customer disputes")
+    p.add_argument("--customer")
+    p.add_argument("--request", help="what the customer disputes (no personal data)")
+    p.add_argument("--channel", default="service desk")
+    p.add_argument("--recorded-by")
+    p.add_argument("--appeal-id")
+    p.add_argument("--answered-by")
+    p.add_argument("--basis", help="mandatory: the result's basis")
+    p.add_argument("--tier", help="the corrected tier (omit to uphold the grade)")
+    p.set_defaults(func=cmd_appeal)
+
+    p = sub.add_parser("dsr", help="data-subject requests: access, correction, consent withdrawal, erasure")
+    p.add_argument("kind", choices=["access", "correction", "consent_withdrawal", "erasure"])
+    p.add_argument("--customer", required=True, help="member id")
+    p.add_argument("--requested-by", required=True, help="who handles the request")
+    p.add_argument("--reason", required=True, help="the customer's request, in a sentence")
+    p.add_argument("--field", help="correction: customer_type, name, phone or address")
+    p.add_argument("--value", help="correction: the correct value")
+    p.add_argument("--out", default=str(settings.STATE_DIR / "dsr"), help="access: directory for the export")
+    p.set_defaults(func=cmd_dsr)
 
     p = sub.add_parser("check", help="run a Great Expectations checkpoint")
     p.add_argument("checkpoint")

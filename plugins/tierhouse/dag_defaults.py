@@ -20,3 +20,8 @@ DAG_SETTINGS = {
     "max_active_runs": 1,
     "default_args": DEFAULT_ARGS,
 }
+
+#: The policies the DAGs grade (their files are under policies/); a task group per policy.
+GRADED_POLICIES = ["highend_flower", "service_levels", "abcd"]
+#: Those with quarterly re-grade rules (P1 Art. 9).
+REGRADED_POLICIES = ["highend_flower"]

@@ -11,6 +11,7 @@ refuse it. A list already published for a period is never replaced: different re
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -84,13 +85,55 @@ create table if not exists history.tier_changes (
     primary key (run_id, customer_key)
 );
 
+-- Art. 9: a customer's request to re-check a grade, answered within N working days.
+create table if not exists history.appeals (
+    appeal_id     uuid        primary key,
+    policy        text        not null,
+    period_month  date        not null,
+    customer_key  text        not null,
+    channel       text        not null,
+    request       text        not null check (length(trim(request)) > 0),
+    recorded_by   text        not null,
+    received_at   timestamptz not null,
+    due_on        date        not null
+);
+
+create table if not exists history.appeal_answers (
+    appeal_id     uuid        primary key references history.appeals (appeal_id),
+    answered_by   text        not null,
+    outcome       text        not null check (outcome in ('upheld', 'corrected')),
+    tier_before   text        not null,
+    tier_after    text        not null,
+    basis         text        not null check (length(trim(basis)) > 0),
+    evidence      jsonb       not null,
+    run_id        uuid        references history.grading_runs (run_id),
+    answered_at   timestamptz not null
+);
+
+-- what is open and what is late, on the mainland-China date
+create or replace view history.appeal_status as
+select
+    a.*,
+    x.answered_at,
+    x.outcome,
+    case
+        when x.appeal_id is not null and (x.answered_at at time zone 'Asia/Shanghai')::date <= a.due_on then 'answered'
+        when x.appeal_id is not null then 'answered_late'
+        when (now() at time zone 'Asia/Shanghai')::date > a.due_on then 'overdue'
+        else 'open'
+    end as status
+from history.appeals as a
+left join history.appeal_answers as x using (appeal_id);
+
 create or replace function history.refuse_change() returns trigger language plpgsql as $$
 begin
     raise exception 'history is append-only: % on %.% refused', tg_op, tg_table_schema, tg_table_name;
 end
 $$;
 """
-_HISTORY_TABLES = ("grading_runs", "tier_snapshots", "restatement_candidates", "reviews", "tier_changes")
+_HISTORY_TABLES = (
+    "grading_runs", "tier_snapshots", "restatement_candidates", "reviews", "tier_changes", "appeals", "appeal_answers",
+)  # fmt: skip
 SNAPSHOT_COLUMNS = (
     "customer_key", "tier", "tier_rank", "decided_by", "composite_score",
     "consumption_attribute", "demand_feature", "cooperation_feature",
@@ -100,15 +143,21 @@ SNAPSHOT_COLUMNS = (
 def ensure_schema(cur) -> None:
     cur.execute("select pg_advisory_xact_lock(hashtext('tierhouse.history.ddl'))")
     cur.execute(HISTORY_DDL)
-    for table in _HISTORY_TABLES:
+    make_append_only(cur, "history", _HISTORY_TABLES, "history.refuse_change")
+
+
+def make_append_only(cur, schema: str, tables: tuple[str, ...], refuse_function: str) -> None:
+    """Triggers that refuse UPDATE, DELETE and TRUNCATE on each table (created once)."""
+    for table in tables:
         cur.execute(
             f"""
             do $$ begin
-                if not exists (select 1 from pg_trigger where tgname = '{table}_append_only') then
-                    create trigger {table}_append_only before update or delete on history.{table}
-                        for each row execute function history.refuse_change();
-                    create trigger {table}_no_truncate before truncate on history.{table}
-                        for each statement execute function history.refuse_change();
+                if not exists (select 1 from pg_trigger where tgname = '{table}_append_only'
+                               and tgrelid = '{schema}.{table}'::regclass) then
+                    create trigger {table}_append_only before update or delete on {schema}.{table}
+                        for each row execute function {refuse_function}();
+                    create trigger {table}_no_truncate before truncate on {schema}.{table}
+                        for each statement execute function {refuse_function}();
                 end if;
             end $$;
             """
@@ -196,17 +245,7 @@ def publish_initial_list(url: WarehouseUrl, policy: str, period_month: date, air
         if existing and existing[1] == snapshot_hash:
             return PublishOutcome(str(existing[0]), "unchanged", len(snapshot), snapshot_hash)
         if existing:
-            cur.execute("select customer_key, tier from history.tier_snapshots where run_id = %s", (existing[0],))
-            published = dict(cur.fetchall())
-            changed = sum(1 for row in snapshot if published.get(row[0]) != row[1]) + len(
-                set(published) - {r[0] for r in snapshot}
-            )
-            candidate_id = str(uuid.uuid4())
-            cur.execute(
-                "insert into history.restatement_candidates (candidate_id, published_run_id, input_fingerprint, snapshot_hash,"
-                " changed_customers, airflow_run_id) values (%s, %s, %s, %s, %s, %s)",
-                (candidate_id, existing[0], input_fingerprint, snapshot_hash, changed, airflow_run_id),
-            )
+            record_restatement(cur, str(existing[0]), input_fingerprint, snapshot_hash, snapshot, airflow_run_id)
             return PublishOutcome(str(existing[0]), "restatement_candidate", len(snapshot), snapshot_hash)
 
         run_id, _ = record_run(
@@ -214,6 +253,22 @@ def publish_initial_list(url: WarehouseUrl, policy: str, period_month: date, air
         )
         publish_run(cur, run_id)
         return PublishOutcome(run_id, "published", len(snapshot), snapshot_hash)
+
+
+def record_restatement(
+    cur, published_run_id: str, input_fingerprint: str, snapshot_hash: str, snapshot: list[tuple], airflow_run_id: str | None
+) -> str:
+    """Different results for a list already recorded: kept for a person to decide on, never applied."""
+    cur.execute("select customer_key, tier from history.tier_snapshots where run_id = %s", (published_run_id,))
+    published = dict(cur.fetchall())
+    changed = sum(1 for row in snapshot if published.get(row[0]) != row[1]) + len(set(published) - {r[0] for r in snapshot})
+    candidate_id = str(uuid.uuid4())
+    cur.execute(
+        "insert into history.restatement_candidates (candidate_id, published_run_id, input_fingerprint, snapshot_hash,"
+        " changed_customers, airflow_run_id) values (%s, %s, %s, %s, %s, %s)",
+        (candidate_id, published_run_id, input_fingerprint, snapshot_hash, changed, airflow_run_id),
+    )
+    return candidate_id
 
 
 def record_run(
@@ -264,16 +319,59 @@ def publish_run(cur, run_id: str) -> None:
     )
 
 
+def current_run(cur, policy: str, period_month: date) -> tuple[str, str] | None:
+    """The run whose list is published for the policy and period (the newest one), with its kind."""
+    cur.execute(
+        "select run_id, list_kind from history.grading_runs where policy = %s and period_month = %s"
+        " order by created_at desc, run_id limit 1",
+        (policy, period_month),
+    )
+    row = cur.fetchone()
+    return (str(row[0]), row[1]) if row else None
+
+
+def snapshot_rows(cur, run_id: str) -> dict[str, list]:
+    """A recorded list, customer key to its snapshot columns (mutable, for a derived list)."""
+    cur.execute(
+        f"select {', '.join(SNAPSHOT_COLUMNS)} from history.tier_snapshots where run_id = %s order by customer_key", (run_id,)
+    )
+    return {row[0]: list(row) for row in cur.fetchall()}
+
+
+def record_changes(cur, run_id: str, rule: str, changes: list[tuple[str, str, str, dict]]) -> None:
+    """One tier_changes row per customer whose tier a derived list changed: from, to, rule, evidence."""
+    cur.executemany(
+        "insert into history.tier_changes (run_id, customer_key, from_tier, to_tier, rule, evidence) values (%s, %s, %s, %s, %s, %s)",
+        [(run_id, key, old, new, rule, to_json(evidence)) for key, old, new, evidence in changes],
+    )
+
+
+def to_json(value: object) -> str:
+    """JSON for evidence columns: dates and decimals as text, Chinese as it is."""
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
 def previous_distribution(url: WarehouseUrl, policy: str, period_month: date, tiers: list[str]) -> dict | None:
-    """The tier shares of the policy's published initial list for the month before, smoothed so
-    that a tier empty last month does not make the divergence infinite; None when there is none."""
-    previous_month = (period_month.replace(day=1) - timedelta(days=1)).replace(day=1)
+    """The tier shares of the policy's newest published initial list from the three months before
+    (the month before for monthly policies, the quarter before for quarterly ones), smoothed so
+    that an empty tier does not make the divergence infinite; None when there is none."""
+    earliest = period_month.replace(day=1)
+    for _ in range(3):
+        earliest = (earliest - timedelta(days=1)).replace(day=1)
     with connect(url) as conn, conn.cursor() as cur:
         ensure_schema(cur)
         cur.execute(
-            "select s.tier, count(*) from history.tier_snapshots as s join history.grading_runs as r using (run_id)"
-            " where r.policy = %s and r.period_month = %s and r.list_kind = 'initial' group by s.tier",
-            (policy, previous_month),
+            """
+            select s.tier, count(*)
+            from history.tier_snapshots as s
+            join history.grading_runs as r using (run_id)
+            where r.run_id = (
+                select run_id from history.grading_runs
+                where policy = %s and list_kind = 'initial' and period_month >= %s and period_month < %s
+                order by period_month desc limit 1)
+            group by s.tier
+            """,
+            (policy, earliest, period_month.replace(day=1)),
         )
         counts = dict(cur.fetchall())
     if not counts:
@@ -282,21 +380,42 @@ def previous_distribution(url: WarehouseUrl, policy: str, period_month: date, ti
     return {"values": tiers, "weights": [(counts.get(tier, 0) + 0.5) / total for tier in tiers]}
 
 
+_CUSTOMER_EVENTS = """
+select r.created_at as at, r.period_month, r.policy, 'grade' as event, r.list_kind as kind, s.tier,
+       coalesce(c.rule || ' (from ' || coalesce(c.from_tier, '-') || '): ' || c.evidence::text, s.decided_by) as detail,
+       r.policy_version, r.run_id::text, r.airflow_run_id, r.code_version, r.snapshot_hash
+from history.tier_snapshots as s
+join history.grading_runs as r using (run_id)
+left join history.tier_changes as c on c.run_id = s.run_id and c.customer_key = s.customer_key
+where s.customer_key = %(customer)s
+union all
+select v.created_at, v.period_month, v.policy, 'review', 'by ' || v.reviewer, v.new_tier, v.reason,
+       null, v.review_id::text, null, null, null
+from history.reviews as v
+where v.customer_key = %(customer)s
+union all
+select a.received_at, a.period_month, a.policy, 'appeal', 'via ' || a.channel || ', due ' || a.due_on, null,
+       a.request || ' (recorded by ' || a.recorded_by || ')', null, a.appeal_id::text, null, null, null
+from history.appeals as a
+where a.customer_key = %(customer)s
+union all
+select x.answered_at, a.period_month, a.policy, 'answer', x.outcome || ' by ' || x.answered_by, x.tier_after,
+       x.basis || ' [was ' || x.tier_before || case when x.answered_at::date > a.due_on then ', answered late' else '' end
+       || ']', null, coalesce(x.run_id::text, x.appeal_id::text), null, null, null
+from history.appeal_answers as x
+join history.appeals as a using (appeal_id)
+where a.customer_key = %(customer)s
+order by period_month, policy, at
+"""
+
+
 def customer_history(url: WarehouseUrl, customer_key: str) -> list[dict]:
-    """Every recorded grade of one customer, oldest first, with the run that produced it."""
+    """Everything recorded about one customer's grades, oldest first: every grade on every list
+    with the run that produced it (and the rule and evidence when a list changed it), every
+    review, every appeal and its answer."""
     with connect(url) as conn, conn.cursor() as cur:
         ensure_schema(cur)
-        cur.execute(
-            """
-            select r.period_month, r.policy, r.policy_version, r.list_kind, s.tier, s.decided_by,
-                   r.run_id, r.airflow_run_id, r.code_version, r.snapshot_hash, r.created_at
-            from history.tier_snapshots as s
-            join history.grading_runs as r using (run_id)
-            where s.customer_key = %s
-            order by r.period_month, r.policy, r.created_at
-            """,
-            (customer_key,),
-        )
+        cur.execute(_CUSTOMER_EVENTS, {"customer": customer_key})
         names = [d.name for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
@@ -306,9 +425,43 @@ def format_history(customer_key: str, rows: list[dict]) -> str:
         return f"no recorded grades for {customer_key!r}"
     lines = [f"Grading history of {customer_key}"]
     for row in rows:
+        when = f"{row['period_month']:%Y-%m} {row['policy']}"
+        if row["event"] == "grade":
+            lines.append(
+                f"{when} v{row['policy_version']} {row['kind']:<9} {row['tier']:<10} {row['detail']}"
+                f"  [run {row['run_id'][:8]}, airflow {row['airflow_run_id'] or '-'},"
+                f" code {row['code_version'][:10]}, hash {row['snapshot_hash'][:12]}]"
+            )
+        else:
+            tier = f" -> {row['tier']}" if row["tier"] else ""
+            lines.append(
+                f"{when} {row['event']:<6} {row['kind']}{tier}: {row['detail']}  [{row['at']:%Y-%m-%d %H:%M}, id {row['run_id'][:8]}]"
+            )
+    return "\n".join(lines)
+
+
+def format_lists(url: WarehouseUrl) -> str:
+    """Every recorded list, oldest period first: kind, size and how many grades it changed."""
+    with connect(url) as conn, conn.cursor() as cur:
+        ensure_schema(cur)
+        cur.execute(
+            """
+            select r.period_month, r.policy, r.policy_version, r.list_kind, r.row_count, count(c.customer_key),
+                   string_agg(distinct c.rule, ', '), r.snapshot_hash, r.created_at
+            from history.grading_runs as r
+            left join history.tier_changes as c using (run_id)
+            group by r.run_id
+            order by r.period_month, r.policy, r.created_at
+            """
+        )
+        rows = cur.fetchall()
+    lines = [
+        "Recorded lists (history.grading_runs)",
+        f"{'period':<8} {'policy':<15} {'kind':<10} {'customers':>9} {'changed':>8}  hash",
+    ]
+    for month, policy, version, kind, count, changed, rules, snapshot_hash, _ in rows:
         lines.append(
-            f"{row['period_month']:%Y-%m} {row['policy']} v{row['policy_version']} {row['list_kind']:<9} {row['tier']:<10}"
-            f" {row['decided_by']}  [run {str(row['run_id'])[:8]}, airflow {row['airflow_run_id'] or '-'},"
-            f" code {row['code_version'][:10]}, hash {row['snapshot_hash'][:12]}]"
+            f"{month:%Y-%m}  {policy + ' v' + str(version):<15} {kind:<10} {count:>9} {changed:>8}  {snapshot_hash[:12]}"
+            + (f"  ({rules})" if rules else "")
         )
     return "\n".join(lines)

@@ -21,7 +21,7 @@ from pathlib import Path
 from tierhouse import raw_schema, settings
 from tierhouse import sources as s
 from tierhouse.parsing import FileLoad, ReconciliationError, parse_export
-from tierhouse.privacy import normalise_phone, pseudonymise
+from tierhouse.privacy import encrypt, normalise_phone, pseudonymise
 from tierhouse.warehouse import WarehouseUrl, connect, session
 
 SHOP_SOURCE = "shop"
@@ -43,14 +43,20 @@ def _copy_rows(cur, table: str, columns: tuple[str, ...], rows: list[tuple]) -> 
     cur.copy_expert(f"copy {table} ({', '.join(columns)}) from stdin with (format csv, null '\\N')", buffer)
 
 
-def _record_load(cur, source: str, load: FileLoad) -> None:
+def _record_load(cur, source: str, load: FileLoad, personal: bool) -> None:
+    """The file's manifest row and its quarantined lines; a line of a source with personal data
+    (names, phone numbers, notes) keeps its raw text encrypted, readable by the steward only."""
     cur.execute("delete from raw.quarantine where source = %s and file_name = %s", (source, load.file_name))
     _copy_rows(
         cur,
         "raw.quarantine",
         ("source", "file_name", "line_number", "reason_code", "detail", "raw_text"),
-        [(source, load.file_name, r.line_number, r.reason_code, r.detail, r.raw_text) for r in load.rejections],
-    )
+        [
+            (source, load.file_name, r.line_number, r.reason_code, r.detail,
+             encrypt(r.raw_text, "raw.quarantine.raw_text") if personal else r.raw_text)
+            for r in load.rejections
+        ],
+    )  # fmt: skip
     cur.execute(
         """
         insert into raw.load_manifest as m (source, file_name, sha256, rows_read, rows_loaded, rows_quarantined,
@@ -114,7 +120,7 @@ def load_exports(
                 _copy_rows(cur, f"raw.{source.table}", source.raw_columns, raw_rows)
                 if source.restricted_columns:
                     _copy_rows(cur, f"pii.{source.table}", source.restricted_columns, restricted_rows)
-                _record_load(cur, source.name, load)
+                _record_load(cur, source.name, load, any(c.pseudonymise or c.restricted for c in source.columns))
                 _check_manifest_against_table(cur, source, name)
             loaded += 1
             rows += len(load.good_rows)
@@ -141,7 +147,14 @@ def _split_personal_data(source: s.CsvSource, rows: list[tuple]) -> tuple[list[t
         ]
         raw_rows.append((*raw_values, *row[-2:]))
         if restricted:
-            restricted_rows.append((*(values[name] for name in restricted), *row[-2:]))
+            # the row's key stays readable (to join on); its personal data is encrypted at rest
+            restricted_rows.append(
+                (
+                    *(values[name] for name in source.unique_key),
+                    *(encrypt(values[name], f"pii.{source.table}.{name}") for name in restricted[len(source.unique_key) :]),
+                    *row[-2:],
+                )
+            )
     return raw_rows, restricted_rows
 
 

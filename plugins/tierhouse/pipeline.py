@@ -70,12 +70,30 @@ def resolve_period(
     return f"{last_month:%Y-%m}"
 
 
+def apply_access_controls() -> list[str]:
+    """Roles, grants, the logged read path to personal data and the BI views (tierhouse.access)."""
+    from tierhouse import access
+
+    access.apply(warehouse_url())
+    return list(access.ROLES)
+
+
 def load_policies() -> list[str]:
     from tierhouse import policy
 
     policies = policy.discover()
     policy.load_policies(warehouse_url(), policies)
     return [p.policy_version_id for p in policies]
+
+
+def check_deidentification() -> int:
+    """P1 Art. 13: no personal data outside ``pii`` — mobile numbers, ID numbers, emails or any
+    customer's name anywhere in the other schemas fails the run before anything is published."""
+    from tierhouse import deidentification, dsr
+
+    url = warehouse_url()
+    names = dsr.customer_names(url, "tierhouse pipeline", "de-identification gate before publish")
+    return deidentification.gate(url, names).evaluated
 
 
 def audit_tiers(policy: str, period: str) -> int:
@@ -138,3 +156,108 @@ def confirm_due_lists(today: date, run_id: str | None) -> list[dict]:
     from tierhouse.review import confirm_due_lists as confirm
 
     return [outcome.__dict__ for outcome in confirm(warehouse_url(), today, run_id)]
+
+
+# -- calendars, quarterly re-grade, appeals, backfill -------------------------------------------
+def _newest(policy: str):
+    from tierhouse.policy import discover
+
+    versions = [p for p in discover() if p.name == policy]
+    if not versions:
+        raise ValueError(f"no policy file for {policy!r}")
+    return max(versions, key=lambda p: p.version)
+
+
+def lists_month(policy: str, period: str) -> bool:
+    """Whether the policy's calendar produces a list for the month (P2 and P3 grade at quarter ends)."""
+    due = _newest(policy).lists_month(parse_period(period))
+    log.info("%s %s: %s", policy, period, "a list is due" if due else "no list this month (policy calendar)")
+    return due
+
+
+def grading_months(start: str, end: str) -> list[str]:
+    """Every month from ``start`` to ``end``, oldest first."""
+    first, last = parse_period(start), parse_period(end)
+    if last < first:
+        raise ValueError(f"backfill end {end} is before its start {start}")
+    months, current = [], first
+    while current <= last:
+        months.append(f"{current:%Y-%m}")
+        current = (current + timedelta(days=32)).replace(day=1)
+    return months
+
+
+def backfill(policy: str, months: list[str], run_id: str | None) -> list[dict]:
+    """Audit and publish each month the policy lists, oldest first (each month's drift is audited
+    against the one published before it); stops at the first failed audit."""
+    outcomes = []
+    for period in months:
+        if not lists_month(policy, period):
+            continue
+        audit_tiers(policy, period)
+        outcomes.append({"period": period, **publish_tiers(policy, period, run_id)})
+    return outcomes
+
+
+def quarter_to_regrade(requested: str | None, data_interval_start: date | None, run_after: datetime | date) -> str:
+    """The last month of the quarter to re-grade: asked for; else the quarter a scheduled run's
+    data interval covers; else the last complete quarter before the run."""
+    if requested:
+        month = parse_period(requested)
+    else:
+        reference = data_interval_start or (run_after.date() if isinstance(run_after, datetime) else run_after)
+        if data_interval_start is None:  # the quarter before the run's
+            reference = reference.replace(month=(reference.month - 1) // 3 * 3 + 1, day=1) - timedelta(days=1)
+        month = reference.replace(month=(reference.month - 1) // 3 * 3 + 3, day=1)
+    if month.month % 3:
+        raise ValueError(f"{month:%Y-%m} is not the last month of a quarter")
+    return f"{month:%Y-%m}"
+
+
+def regrade_base_ready(policy: str, period: str) -> bool:
+    from tierhouse import regrade
+
+    return regrade.base_ready(warehouse_url(), policy, parse_period(period))
+
+
+def regrade_quarter(policy: str, period: str, run_id: str | None) -> dict:
+    """Art. 9: the quarterly list on the last three months' trend (see tierhouse.regrade)."""
+    from tierhouse import regrade
+
+    outcome = regrade.regrade_quarter(warehouse_url(), policy, parse_period(period), run_id)
+    if outcome.status == "restatement_candidate":
+        log.warning("%s %s: quarterly results differ from the recorded list; recorded as a restatement candidate", policy, period)
+    return outcome.__dict__
+
+
+def check_appeal_deadlines(today: date) -> dict[str, int]:
+    """Art. 9: fail (and so alert) while any appeal is past its due day without an answer."""
+    from tierhouse import appeals
+
+    counts = appeals.check_deadlines(warehouse_url(), today)
+    log.info("appeals on %s: %s", today, counts or "none")
+    return counts
+
+
+def data_subject_request(
+    kind: str, customer: str, requested_by: str, reason: str, field: str | None = None, value: str | None = None,
+    out_dir: str | None = None, url: WarehouseUrl | None = None,
+) -> str:  # fmt: skip
+    """One data-subject request (tierhouse.dsr); returns what was done, without personal data."""
+    from pathlib import Path
+
+    from tierhouse import dsr
+
+    url = url or warehouse_url()
+    if kind == "access":
+        path = dsr.access(url, customer, requested_by, reason, Path(out_dir or settings.STATE_DIR / "dsr"))
+        return f"access: everything held on {customer} written to {path}"
+    if kind == "correction":
+        if not field or value is None:
+            raise dsr.RequestError("a correction needs the field and its correct value")
+        return f"correction {dsr.correct(url, customer, field, value, requested_by, reason)}: {field} of {customer} corrected"
+    if kind == "consent_withdrawal":
+        return f"consent withdrawal {dsr.withdraw_consent(url, customer, requested_by, reason)}: {customer} is no longer graded"
+    if kind == "erasure":
+        return f"erasure {dsr.erase(url, customer, requested_by, reason)}: personal data of {customer} erased"
+    raise dsr.RequestError(f"unknown request kind {kind!r}")

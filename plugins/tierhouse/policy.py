@@ -39,6 +39,12 @@ INDICATORS = frozenset(
         "days_since_last_order",
     }
 )
+#: Indicators of the quarterly re-grade (``int_customer_quarter_trends``): the last
+#: ``regrade.window_months`` months against the same number of months before them.
+TREND_INDICATORS = frozenset(
+    f"{when}_{measure}" for when in ("recent", "prior") for measure in ("spend", "orders", "special_orders")
+) | frozenset({"spend_growth", "order_growth", "special_order_growth"})
+CADENCES = {"monthly": (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), "quarterly": (3, 6, 9, 12)}
 COMPOSITE = "composite_score"
 SCORE_PREFIX = "score."
 REQUIRED_SETTINGS = ("window_months", "big_ticket_order_min")
@@ -92,6 +98,16 @@ class Tier:
 
 
 @dataclass(frozen=True)
+class RegradeRule:
+    """An Art. 9 move: a customer on ``from_tier`` whose recent trend meets the rule goes to ``to_tier``."""
+
+    code: str
+    from_tier: str
+    to_tier: str
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
 class Policy:
     name: str
     version: int
@@ -101,10 +117,19 @@ class Policy:
     tiers: tuple[Tier, ...]
     sha256: str
     document: dict
+    regrade_rules: tuple[RegradeRule, ...] = ()
 
     @property
     def policy_version_id(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def calendar(self) -> dict:
+        return self.document.get("calendar") or {}
+
+    def lists_month(self, period_month: date) -> bool:
+        """Whether the policy's calendar produces a list for this month (monthly, or quarter ends)."""
+        return period_month.month in CADENCES[self.calendar.get("cadence", "monthly")]
 
 
 def _parse_condition(path: Path, key: str, group: str, item: object, known: frozenset[str]) -> Condition:
@@ -200,6 +225,7 @@ def parse_policy(path: Path) -> Policy:
         "audit",
         "settings",
         "scores",
+        "regrade",
         "tiers",
     }
     if unknown:
@@ -223,6 +249,7 @@ def parse_policy(path: Path) -> Policy:
     ):
         raise PolicyError(path, "audit.max_tier_kl_divergence", "must be a positive number")
 
+    _check_calendar(path, doc.get("calendar"))
     policy_settings = doc["settings"]
     if not isinstance(policy_settings, dict):
         raise PolicyError(path, "settings", "must be a mapping")
@@ -255,6 +282,9 @@ def parse_policy(path: Path) -> Policy:
         ranks.add(rank)
         tiers.append(Tier(str(code), str(spec.get("label", code)), rank, _parse_rule(path, key, spec, known, required=True)))
 
+    regrade_window, regrade_rules = _parse_regrade(path, doc.get("regrade"), {t.code for t in tiers})
+    if regrade_window:
+        policy_settings = {**policy_settings, "regrade_window_months": regrade_window}
     return Policy(
         name=name,
         version=version,
@@ -264,7 +294,57 @@ def parse_policy(path: Path) -> Policy:
         tiers=tuple(sorted(tiers, key=lambda t: t.rank)),
         sha256=hashlib.sha256(raw_bytes).hexdigest(),
         document=json.loads(json.dumps(doc, default=str)),
+        regrade_rules=regrade_rules,
     )
+
+
+_CALENDAR_KEYS = {"cadence", "review_working_days", "regrade", "appeal_working_days", "approval_required", "unknown_year"}
+
+
+def _check_calendar(path: Path, calendar: object) -> None:
+    if calendar is None:
+        return
+    if not isinstance(calendar, dict) or set(calendar) - _CALENDAR_KEYS:
+        raise PolicyError(path, "calendar", f"a mapping with keys among {sorted(_CALENDAR_KEYS)}")
+    for key in ("cadence", "regrade"):
+        if key in calendar and calendar[key] not in CADENCES:
+            raise PolicyError(path, f"calendar.{key}", f"one of {sorted(CADENCES)}, got {calendar[key]!r}")
+    for key in ("review_working_days", "appeal_working_days"):
+        if key in calendar and (not isinstance(calendar[key], int) or isinstance(calendar[key], bool) or calendar[key] < 1):
+            raise PolicyError(path, f"calendar.{key}", f"must be a positive number of working days, got {calendar[key]!r}")
+    if calendar.get("unknown_year", "weekdays") not in ("weekdays", "fail"):
+        raise PolicyError(path, "calendar.unknown_year", "either 'weekdays' or 'fail'")
+
+
+def _parse_regrade(path: Path, doc: object, tier_codes: set[str]) -> tuple[int, tuple[RegradeRule, ...]]:
+    """The Art. 9 section: a window of months and the rules moving a customer between tiers."""
+    if doc is None:
+        return 0, ()
+    if not isinstance(doc, dict) or set(doc) != {"window_months", "rules"}:
+        raise PolicyError(path, "regrade", "needs exactly 'window_months' and 'rules'")
+    window = doc["window_months"]
+    if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= 12:
+        raise PolicyError(path, "regrade.window_months", f"must be a whole number of months from 1 to 12, got {window!r}")
+    if not isinstance(doc["rules"], dict) or not doc["rules"]:
+        raise PolicyError(path, "regrade.rules", "must be a non-empty mapping of rule name to rule")
+    rules = []
+    for code, spec in doc["rules"].items():
+        key = f"regrade.rules.{code}"
+        if not isinstance(code, str) or not _IDENTIFIER.match(code):
+            raise PolicyError(path, key, "rule names are lowercase identifiers")
+        if not isinstance(spec, dict) or set(spec) - {"from", "to", "all", "any"} or not {"from", "to"} <= set(spec):
+            raise PolicyError(path, key, "a rule has 'from', 'to' and conditions under 'all'/'any'")
+        for end in ("from", "to"):
+            if spec[end] not in tier_codes:
+                raise PolicyError(path, f"{key}.{end}", f"{spec[end]!r} is not a tier of this policy")
+        if spec["from"] == spec["to"]:
+            raise PolicyError(path, key, "moves a customer to the tier they are on")
+        conditions = _parse_rule(path, key, spec, TREND_INDICATORS, required=True)
+        rules.append(RegradeRule(code, spec["from"], spec["to"], conditions))
+    sources = [rule.from_tier for rule in rules]
+    if len(set(sources)) != len(sources):
+        raise PolicyError(path, "regrade.rules", "two rules move customers off the same tier; which would win is unclear")
+    return window, tuple(rules)
 
 
 def discover(policies_dir: Path | None = None) -> list[Policy]:
@@ -295,6 +375,7 @@ def load_policies(url: WarehouseUrl, policies: list[Policy]) -> int:
                     "this version was already loaded with different content; publish the change as a new version",
                 )
             for table in (
+                "policy_regrade_conditions",
                 "policy_tier_conditions",
                 "policy_score_bands",
                 "policy_band_conditions",
@@ -359,6 +440,16 @@ def load_policies(url: WarehouseUrl, policies: list[Policy]) -> int:
                     for c in b.conditions
                 ],
             )
+            cur.executemany(
+                "insert into raw.policy_regrade_conditions (policy, version, rule, from_tier, to_tier, condition_id,"
+                " match_group, indicator, operator, threshold) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (policy.name, policy.version, r.code, r.from_tier, r.to_tier, c.condition_id, c.match_group,
+                     c.indicator, c.operator, c.threshold)
+                    for r in policy.regrade_rules
+                    for c in r.conditions
+                ],
+            )  # fmt: skip
     return len(policies)
 
 

@@ -1,13 +1,19 @@
-"""Pseudonymous keys for personal identifiers.
+"""Pseudonymous keys for personal identifiers, and encryption of the personal data itself.
 
 A phone number has so few possible values (about 10^9 plausible mainland mobiles) that a plain
 hash is reversed by hashing them all; a keyed hash (HMAC-SHA256) with a secret held outside the
 database is not. The key version is part of every key so keys can be rotated: a new version
 is introduced, identities are re-keyed from the restricted copy, then the old key retired.
+
+Personal data in the restricted ``pii`` schema is encrypted by the application (AES-256-GCM)
+with a key from outside the database (the embedded PostgreSQL has no pgcrypto, and a key in SQL
+text would end up in the server's logs). Each value is bound to its table and column, so a
+ciphertext copied into another column does not decrypt. See docs/PRIVACY.md for rotation.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -21,6 +27,9 @@ from tierhouse import settings
 
 KEY_ENV = "TIERHOUSE_PSEUDONYM_KEY"
 KEY_VERSION_ENV = "TIERHOUSE_PSEUDONYM_KEY_VERSION"
+PII_KEY_ENV = "TIERHOUSE_PII_KEY"
+PII_KEY_VERSION_ENV = "TIERHOUSE_PII_KEY_VERSION"
+_CIPHERTEXT = re.compile(r"^enc:v(?P<version>\d+):(?P<payload>[A-Za-z0-9_-]+={0,2})$")
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 
 
@@ -49,9 +58,11 @@ def ensure_local_key() -> dict[str, str]:
     """For local runs only: a random key kept beside the embedded warehouse (mode 600, ignored
     by git). Deployments set TIERHOUSE_PSEUDONYM_KEY from their secrets store instead."""
     path = local_secrets_file()
-    if not path.exists():
+    keys = json.loads(path.read_text()) if path.exists() else {}
+    wanted = {KEY_ENV: secrets.token_hex(32), KEY_VERSION_ENV: "1", PII_KEY_ENV: secrets.token_hex(32), PII_KEY_VERSION_ENV: "1"}
+    if set(wanted) - set(keys):
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({KEY_ENV: secrets.token_hex(32), KEY_VERSION_ENV: "1"}))
+        path.write_text(json.dumps({**wanted, **keys}))
         path.chmod(0o600)
     return json.loads(path.read_text())
 
@@ -69,3 +80,54 @@ def pseudonymise(kind: str, value: str) -> str:
     version = os.environ.get(KEY_VERSION_ENV, "1")
     digest = hmac.new(_key(raw), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
     return f"v{version}:{digest[:32]}"
+
+
+class DecryptionError(ValueError):
+    """A value cannot be decrypted: wrong key, wrong column, or tampered with."""
+
+
+def _encryption_key(version: str) -> bytes:
+    """The current key, or an older one kept as TIERHOUSE_PII_KEY_V<n> while rows are re-encrypted."""
+    current = os.environ.get(PII_KEY_VERSION_ENV, "1")
+    raw = os.environ.get(PII_KEY_ENV) if version == current else os.environ.get(f"{PII_KEY_ENV}_V{version}")
+    if not raw:
+        raise MissingKeyError(f"set {PII_KEY_ENV} (version {version}) to encrypt or decrypt personal data")
+    try:
+        key = bytes.fromhex(raw)
+    except ValueError:
+        raise MissingKeyError(f"{PII_KEY_ENV} must be 64 hex characters (a 256-bit key)") from None
+    if len(key) != 32:
+        raise MissingKeyError(f"{PII_KEY_ENV} must be 64 hex characters (a 256-bit key)")
+    return key
+
+
+def encrypt(value: str | None, context: str) -> str | None:
+    """``enc:v<version>:<nonce+ciphertext, base64url>``, bound to ``context`` (table.column)."""
+    if value is None:
+        return None
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    version = os.environ.get(PII_KEY_VERSION_ENV, "1")
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(_encryption_key(version)).encrypt(nonce, value.encode(), context.encode())
+    return f"enc:v{version}:{base64.urlsafe_b64encode(nonce + sealed).decode()}"
+
+
+def decrypt(token: str | None, context: str) -> str | None:
+    if token is None:
+        return None
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    match = _CIPHERTEXT.match(token)
+    if not match:
+        raise DecryptionError("not an encrypted value")
+    blob = base64.urlsafe_b64decode(match["payload"])
+    try:
+        return AESGCM(_encryption_key(match["version"])).decrypt(blob[:12], blob[12:], context.encode()).decode()
+    except InvalidTag:
+        raise DecryptionError(f"cannot decrypt a value of {context}: wrong key or column, or altered") from None
+
+
+def is_encrypted(value: object) -> bool:
+    return isinstance(value, str) and bool(_CIPHERTEXT.match(value))

@@ -116,6 +116,20 @@ create table if not exists raw.policy_band_conditions (
     primary key (policy, version, score, band, condition_id)
 );
 
+create table if not exists raw.policy_regrade_conditions (
+    policy        text    not null,
+    version       integer not null,
+    rule          text    not null,
+    from_tier     text    not null,
+    to_tier       text    not null,
+    condition_id  text    not null,
+    match_group   text    not null check (match_group in ('all', 'any')),
+    indicator     text    not null,
+    operator      text    not null check (operator in ('>=', '>', '<=', '<')),
+    threshold     numeric not null,
+    primary key (policy, version, rule, condition_id)
+);
+
 create table if not exists raw.policy_settings (
     policy    text    not null,
     version   integer not null,

@@ -7,7 +7,6 @@ confirmed list is a new run in the history whose changes are recorded in ``histo
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -148,11 +147,7 @@ def confirm_due_lists(url: WarehouseUrl, today: date, airflow_run_id: str | None
 
 
 def _confirm(cur, initial: InitialList, airflow_run_id: str | None) -> history.PublishOutcome:
-    cur.execute(
-        f"select {', '.join(history.SNAPSHOT_COLUMNS)} from history.tier_snapshots where run_id = %s order by customer_key",
-        (initial.run_id,),
-    )
-    rows = {row[0]: list(row) for row in cur.fetchall()}
+    rows = history.snapshot_rows(cur, initial.run_id)
     cur.execute(
         """
         select distinct on (customer_key) review_id, customer_key, reviewer, new_tier, reason, created_at
@@ -192,9 +187,6 @@ def _confirm(cur, initial: InitialList, airflow_run_id: str | None) -> history.P
         fingerprint,
         snapshot,
     )
-    cur.executemany(
-        "insert into history.tier_changes (run_id, customer_key, from_tier, to_tier, rule, evidence) values (%s, %s, %s, %s, 'art8_review', %s)",
-        [(run_id, key, old, new, json.dumps(evidence)) for key, old, new, evidence in changes],
-    )
+    history.record_changes(cur, run_id, "art8_review", changes)
     history.publish_run(cur, run_id)
     return history.PublishOutcome(run_id, "confirmed", len(snapshot), snapshot_hash)

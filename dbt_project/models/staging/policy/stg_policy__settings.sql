@@ -17,7 +17,8 @@ final as (
         max(case when setting = 'enterprise_label_min_share' then value end) as enterprise_label_min_share,
         max(case when setting = 'special_needs_label_min_share' then value end) as special_needs_label_min_share,
         max(case when setting = 'long_term_label_min_active_months' then value end) as long_term_label_min_active_months,
-        max(case when setting = 'long_term_label_min_tenure_months' then value end) as long_term_label_min_tenure_months
+        max(case when setting = 'long_term_label_min_tenure_months' then value end) as long_term_label_min_tenure_months,
+        max(case when setting = 'regrade_window_months' then value end)::integer as regrade_window_months
     from source
     group by policy, version
 

@@ -1,0 +1,28 @@
+"""Airflow DAG: every morning, check the customers' re-check requests (P1 Art. 9: answered within
+3 mainland-China working days). The task fails, and so alerts, while any appeal is past its due
+day without an answer; ``history.appeal_status`` and ``tierhouse appeal list`` show which."""
+
+from __future__ import annotations
+
+from airflow.sdk import CronTriggerTimetable, dag, task
+
+from tierhouse import pipeline
+from tierhouse.dag_defaults import DAG_SETTINGS, TIMEZONE
+
+
+@dag(
+    dag_id="tierhouse_appeals",
+    schedule=CronTriggerTimetable("30 9 * * *", timezone=TIMEZONE),
+    tags=["tierhouse", "appeals"],
+    doc_md=__doc__,
+    **DAG_SETTINGS,
+)
+def tierhouse_appeals():
+    @task
+    def check_appeal_deadlines(**context) -> dict[str, int]:
+        return pipeline.check_appeal_deadlines(context["logical_date"].in_timezone(TIMEZONE).date())
+
+    check_appeal_deadlines()
+
+
+tierhouse_appeals()
