@@ -9,6 +9,8 @@ FastAPI) are loaded here too: Airflow loads them lazily once per process, whiche
 asks (Cosmos, when it reads the manifest), and their cost depends on the installed providers, not
 on the DAG file. So a file's parse time is its own cost, with its own imports (Cosmos, the dbt
 manifest, tierhouse) counted, Airflow's start-up not counted, and no file profiting from another.
+Each file is parsed three times and the fastest counts: other work on a busy machine only ever
+adds time, so the minimum is the file's cost and the check does not flake under load.
 
 In the child every way out of the process fails and is recorded: Python sockets (HTTP clients,
 DNS lookups) and psycopg2 (libpq opens its sockets in C, beyond the socket module). A DAG file must
@@ -30,6 +32,7 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import plugins_manager
 
 CHILD_TIMEOUT_SECONDS = 120
+PARSES_PER_FILE = 3
 
 
 class NetworkDisabledError(OSError):
@@ -107,7 +110,8 @@ def main(dag_folder: str) -> None:
         parsed = parse_in_fork(path)
         report["import_errors"].update(parsed.get("import_errors", {}))
         if "parse_seconds" in parsed:
-            report["parse_seconds"][path.name] = parsed["parse_seconds"]
+            repeats = [parse_in_fork(path).get("parse_seconds", parsed["parse_seconds"]) for _ in range(PARSES_PER_FILE - 1)]
+            report["parse_seconds"][path.name] = min(parsed["parse_seconds"], *repeats)
         if parsed.get("network_calls"):
             report["network_calls"][path.name] = parsed["network_calls"]
         report["dags"].update(parsed.get("dags", {}))
