@@ -16,7 +16,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 help:
 	@echo "make demo      warehouse + sample data + real DAG runs + tier summary"
 	@echo "make test      the test suite (sets everything up first)"
-	@echo "make lint      ruff + sqlfluff"
+	@echo "make lint      ruff, sqlfluff, mypy and the dbt project check (make test runs it first)"
 	@echo "make bench     larger runs with timings (not part of the tests)"
 	@echo "make lock      re-resolve requirements.lock from pyproject.toml"
 	@echo "make warehouse / warehouse-stop   start or stop the embedded PostgreSQL"
@@ -46,11 +46,16 @@ warehouse-stop: $(INSTALLED)
 demo: $(MANIFEST)
 	$(BIN)/tierhouse demo
 
-lint: $(INSTALLED)
+# Every check that needs no warehouse; `make test` runs it first. The same hooks run from
+# .pre-commit-config.yaml; CONTRIBUTING.md lists each command on its own.
+lint: $(MANIFEST)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint dbt_project/models
+	$(BIN)/mypy
+	$(BIN)/python -m tierhouse.dbt_project_check --manifest $(MANIFEST)
 
-test: $(MANIFEST)
+test: lint
 	$(BIN)/pytest
 
 bench: $(MANIFEST)

@@ -1,10 +1,13 @@
-"""The DAG folder imports cleanly and every DAG carries what operators rely on."""
+"""The DAG folder imports cleanly and every DAG carries what operators rely on: tags, an owner,
+retries, no database or network access at parse time, and a parse time the dag-processor can
+afford. The checks apply to every file in dags/, whatever DAGs are added."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -19,14 +22,24 @@ EXPECTED_DAGS = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def dag_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+DAG_FOLDER = settings.PROJECT_ROOT / "dags"
+MIN_RETRIES = 2
+#: The tasks allowed fewer retries, as (dag id pattern, task id pattern), each with its reason.
+RETRY_EXCEPTIONS = {
+    # A publish audit (audit_<policy> in the grading DAG) is not retried: the same data fails
+    # the same way on retry, so retrying only delays the alert; the last published list stays.
+    ("*", "audit_*"),
+}
+MAX_PARSE_SECONDS = 1.0
+
+
+def run_dag_report(dag_folder: Path, airflow_home: Path) -> dict:
+    """What tests/dag_report.py finds in ``dag_folder``, parsed with no network and no warehouse."""
     # A warehouse that does not exist: parsing must not need one.
     unreachable = WarehouseUrl("127.0.0.1", 9, "nobody", "", "nowhere")
-    env = airflow_env(unreachable, tmp_path_factory.mktemp("airflow_home"))
     result = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("dag_report.py")), str(settings.PROJECT_ROOT / "dags")],
-        env=env,
+        [sys.executable, str(Path(__file__).with_name("dag_report.py")), str(dag_folder)],
+        env=airflow_env(unreachable, airflow_home),
         capture_output=True,
         text=True,
         timeout=300,
@@ -34,6 +47,11 @@ def dag_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     line = next((line for line in result.stdout.splitlines() if line.startswith("DAG_REPORT ")), None)
     assert line, f"no report; stderr:\n{result.stderr[-4000:]}"
     return json.loads(line.removeprefix("DAG_REPORT "))
+
+
+@pytest.fixture(scope="module")
+def dag_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return run_dag_report(DAG_FOLDER, tmp_path_factory.mktemp("airflow_home"))
 
 
 def test_dag_folder_has_no_import_errors(dag_report: dict) -> None:
@@ -44,15 +62,42 @@ def test_expected_dags_are_present(dag_report: dict) -> None:
     assert set(dag_report["dags"]) == EXPECTED_DAGS
 
 
+def test_every_dag_file_is_parsed_and_defines_a_dag(dag_report: dict) -> None:
+    files = {path.name for path in DAG_FOLDER.glob("*.py")}
+    assert set(dag_report["parse_seconds"]) == files
+    assert {dag["file"] for dag in dag_report["dags"].values()} == files
+
+
 def test_every_dag_has_tags_owner_and_retries(dag_report: dict) -> None:
     for dag_id, dag in dag_report["dags"].items():
         assert "tierhouse" in dag["tags"], dag_id
         assert dag["max_active_runs"] == 1, dag_id
+        assert dag["owner"] == "data-engineering", dag_id
+        assert dag["retries"] >= MIN_RETRIES, dag_id
         for task_id, task in dag["tasks"].items():
             assert task["owner"] == "data-engineering", (dag_id, task_id)
-            # The publish audit is deliberately not retried: the same data fails the same way.
-            if not task_id.startswith("audit_"):
-                assert task["retries"] >= 2, (dag_id, task_id)
+            if not _may_skip_retries(dag_id, task_id):
+                assert task["retries"] >= MIN_RETRIES, (dag_id, task_id)
+
+
+def _may_skip_retries(dag_id: str, task_id: str) -> bool:
+    return any(fnmatch(dag_id, dags) and fnmatch(task_id, tasks) for dags, tasks in RETRY_EXCEPTIONS)
+
+
+def test_retry_exceptions_still_match_tasks(dag_report: dict) -> None:
+    for dags, tasks in RETRY_EXCEPTIONS:
+        matched = [
+            task_id
+            for dag_id, dag in dag_report["dags"].items()
+            if fnmatch(dag_id, dags)
+            for task_id in dag["tasks"]
+            if fnmatch(task_id, tasks)
+        ]
+        assert matched, f"no task matches the retry exception {(dags, tasks)}: remove it"
+
+
+def test_no_dag_file_reaches_the_network_or_a_database_at_parse_time(dag_report: dict) -> None:
+    assert dag_report["network_calls"] == {}
 
 
 def test_grading_dag_renders_every_dbt_model_as_a_task(dag_report: dict) -> None:
@@ -62,9 +107,29 @@ def test_grading_dag_renders_every_dbt_model_as_a_task(dag_report: dict) -> None
     assert {f"dbt_build.{model}_model_build" for model in models} <= tasks
 
 
-def test_parse_time_per_file_is_reported(dag_report: dict, record_property) -> None:
+def test_each_dag_file_parses_in_under_a_second(dag_report: dict, record_property) -> None:
+    # measured per file from a warm Airflow, as the dag-processor parses (see tests/dag_report.py)
     times = dag_report["parse_seconds"]
-    assert set(times) == {f"{dag_id}.py" for dag_id in EXPECTED_DAGS}
     for file_name, seconds in times.items():
         record_property(f"parse_seconds[{file_name}]", seconds)
         print(f"DAG file {file_name} parsed in {seconds:.3f} s")
+    assert {name: seconds for name, seconds in times.items() if seconds >= MAX_PARSE_SECONDS} == {}
+
+
+BAD_DAG_FILES = {
+    # "airflow" and "dag" must appear in a file for the DagBag to consider it
+    "calls_home.py": "# airflow dag\nimport socket\nsocket.create_connection(('192.0.2.1', 443), timeout=1)\n",
+    "queries_warehouse.py": "# airflow dag\nimport psycopg2\npsycopg2.connect(host='192.0.2.1', connect_timeout=1)\n",
+    "slow.py": "# airflow dag\nimport time\ntime.sleep(1.2)\n",
+}
+
+
+def test_the_parse_checks_catch_network_calls_and_slow_files(tmp_path: Path) -> None:
+    dag_folder = tmp_path / "dags"
+    dag_folder.mkdir()
+    for name, text in BAD_DAG_FILES.items():
+        (dag_folder / name).write_text(text)
+    report = run_dag_report(dag_folder, tmp_path / "airflow_home")
+    assert set(report["network_calls"]) == {"calls_home.py", "queries_warehouse.py"}
+    assert {Path(path).name for path in report["import_errors"]} == {"calls_home.py", "queries_warehouse.py"}
+    assert report["parse_seconds"]["slow.py"] >= MAX_PARSE_SECONDS

@@ -14,12 +14,15 @@ import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 from tierhouse import ingest, policy, quality, transform
 from tierhouse.warehouse import resolve_url, session, wait_until_ready
 
+T = TypeVar("T")
 
-def _timed(label: str, results: dict, action: Callable[[], object]) -> object:
+
+def _timed(label: str, results: dict, action: Callable[[], T]) -> T:
     started = time.perf_counter()
     value = action()
     results[label] = round(time.perf_counter() - started, 2)
@@ -70,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             + json.dumps(
                 {"customers": args.customers, "months": args.months, "counts": dataclasses.asdict(counts), "seconds": results}
             )
-        )  # type: ignore[call-overload]
+        )
     finally:
         with session(server) as conn:
             conn.autocommit = True

@@ -79,7 +79,10 @@ months_to_rebuild as (
     cross join last_run
     where
         dated_orders.identity_rule like 'phone%'
-        and exists (select 1 from member_versions where member_versions.loaded_at > last_run.loaded_until)
+        and exists (
+            select 1 from member_versions
+            where member_versions.loaded_at > last_run.loaded_until
+        )
     union
     select
         (
@@ -111,8 +114,10 @@ final as (
         max(dated_orders.source_loaded_at) as source_loaded_at
     from dated_orders
     {% if is_incremental() %}
-        -- an empty table (first run after a failure) rebuilds everything
-        where dated_orders.activity_month >= coalesce((select min(activity_month) from months_to_rebuild), '1900-01-01'::date)
+    -- an empty table (first run after a failure) rebuilds everything
+    where
+        dated_orders.activity_month
+        >= coalesce((select min(months_to_rebuild.activity_month) from months_to_rebuild), '1900-01-01'::date)
     {% endif %}
     group by dated_orders.customer_key, dated_orders.activity_month
 

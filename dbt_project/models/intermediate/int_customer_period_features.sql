@@ -67,7 +67,7 @@ member_since as (
             member_id as customer_key,
             valid_from as started_at
         from member_versions
-    ) as starts
+    ) as relationship_starts
     group by customer_key
 
 ),
@@ -116,7 +116,7 @@ payment_aggregates as (
         graded.customer_period_id,
         count(*) as payments_due,
         count(*) filter (where payments.paid_at is not null and payments.paid_at::date <= payments.due_date)
-        as payments_on_time
+            as payments_on_time
     from graded
     inner join orders
         on graded.customer_key = orders.customer_key
@@ -142,13 +142,13 @@ features as (
         order_aggregates.order_count,
         order_aggregates.big_ticket_orders,
         round(coalesce(order_aggregates.big_ticket_orders::numeric / nullif(order_aggregates.order_count, 0), 0), 4)
-        as big_ticket_share,
+            as big_ticket_share,
         round(
             coalesce(greatest(order_aggregates.customised_spend, 0) / nullif(greatest(order_aggregates.spend, 0), 0), 0),
             4
         ) as custom_share,
         round(coalesce(order_aggregates.special_orders::numeric / nullif(order_aggregates.order_count, 0), 0), 4)
-        as special_needs_share,
+            as special_needs_share,
         round(
             coalesce(greatest(order_aggregates.enterprise_spend, 0) / nullif(greatest(order_aggregates.spend, 0), 0), 0),
             4

@@ -35,7 +35,7 @@ condition_checks as (
         band_conditions.band,
         band_conditions.match_group,
         {{ condition_holds('indicator_values.indicator_value', 'band_conditions.operator', 'band_conditions.threshold') }}
-        as is_met
+            as is_met
     from band_conditions
     inner join indicator_values
         on

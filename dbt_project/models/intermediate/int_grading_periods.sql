@@ -20,11 +20,12 @@ policy_settings as (
 
 months as (
 
-    select generate_series(
-        date_trunc('month', min(ordered_at)),
-        date_trunc('month', max(ordered_at)),
-        interval '1 month'
-    )::date as period_month
+    select
+        generate_series(
+            date_trunc('month', min(ordered_at)),
+            date_trunc('month', max(ordered_at)),
+            interval '1 month'
+        )::date as period_month
     from orders
 
 ),
@@ -49,14 +50,14 @@ final as (
 
     select
         versions_in_force.policy_version_id || '/' || to_char(versions_in_force.period_month, 'YYYY-MM')
-        as grading_period_id,
+            as grading_period_id,
         versions_in_force.policy_version_id,
         versions_in_force.policy,
         versions_in_force.policy_version,
         versions_in_force.period_month,
         versions_in_force.period_end,
         (versions_in_force.period_end - (policy_settings.window_months || ' months')::interval + interval '1 day')::date
-        as window_start,
+            as window_start,
         policy_settings.window_months,
         policy_settings.big_ticket_order_min
     from versions_in_force

@@ -14,7 +14,8 @@ phone_periods as (
         phone_key,
         valid_from,
         valid_to,
-        phone_key is distinct from lag(phone_key) over (partition by member_id order by valid_from) as starts_period
+        -- bracketed only because sqlfluff cannot parse a bare IS DISTINCT FROM (sqlfluff issue 3284)
+        (phone_key is distinct from lag(phone_key) over (partition by member_id order by valid_from)) as starts_period
     from member_versions
     where phone_key is not null
 

@@ -31,7 +31,7 @@ checked as (
         tier_conditions.operator,
         tier_conditions.threshold,
         {{ condition_holds('rule_values.indicator_value', 'tier_conditions.operator', 'tier_conditions.threshold') }}
-        as is_met
+            as is_met
     from tier_conditions
     inner join rule_values
         on
