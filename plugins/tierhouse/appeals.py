@@ -139,7 +139,10 @@ def answer_appeal(
         if answered:
             raise AppealError(f"appeal {appeal_id} is already answered")
         cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"publish:{policy}:{period_month}",))
-        base_id, base_kind = history.current_run(cur, policy, period_month)
+        current = history.current_run(cur, policy, period_month)
+        if current is None:  # an appeal is only recorded against an existing list
+            raise AppealError(f"no list of {policy} for {period_month:%Y-%m}")
+        base_id, base_kind = current
         rows = history.snapshot_rows(cur, base_id)
         current_tier = rows[customer_key][1]
         cur.execute("select policy_version, policy_sha256, snapshot_hash from history.grading_runs where run_id = %s", (base_id,))

@@ -64,7 +64,8 @@ def customer_names(url: WarehouseUrl, requested_by: str, reason: str) -> list[st
         cur.execute("set local role steward")
         cur.execute("select ciphertext from pii.customer_names(%s, %s)", (requested_by, reason))
         tokens = [row[0] for row in cur.fetchall()]
-    return sorted({decrypt(token, "pii.crm_members.name") for token in tokens} - {None})
+    names = (decrypt(token, "pii.crm_members.name") for token in tokens)
+    return sorted({name for name in names if name})
 
 
 def _latest_member_version(cur, member_id: str) -> dict:

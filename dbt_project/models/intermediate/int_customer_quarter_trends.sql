@@ -32,9 +32,9 @@ regraded_customers as (
         population.customer_key,
         policy_settings.regrade_window_months,
         (population.period_month - make_interval(months => policy_settings.regrade_window_months - 1))::date
-        as recent_from,
+            as recent_from,
         (population.period_month - make_interval(months => 2 * policy_settings.regrade_window_months - 1))::date
-        as prior_from
+            as prior_from
     from population
     inner join policy_settings
         on population.policy_version_id = policy_settings.policy_version_id
