@@ -12,7 +12,7 @@ import pytest
 
 from tests import reference_grading as ref
 from tests.conftest import GradedWarehouse, query
-from tierhouse import ingest, policy
+from tierhouse import access, ingest, policy
 from tierhouse.generate import generate
 from tierhouse.sources import SOURCES
 from tierhouse.transform import run_dbt
@@ -69,5 +69,6 @@ def test_dbt_matches_the_reference_on_other_seeds(seed: int, scratch_db: Warehou
         ingest.load_exports(scratch_db, source, tmp_path / source.subdir)
     ingest.extract_shop_orders(scratch_db)
     policy.load_policies(scratch_db, list(POLICIES.values()))
+    access.apply(scratch_db)  # dbt runs as the transformer role
     assert run_dbt(dataclasses.replace(scratch_db), "build", "--quiet", "--exclude", "test_type:unit").returncode == 0
     assert assert_same_grades(scratch_db) > 300

@@ -5,8 +5,9 @@ Roles (cluster-wide, NOLOGIN: people and services log in as themselves and are g
 
 ============  =====================================================================================
 loader        writes ``raw`` and the restricted ``pii`` schema (the ingest DAG)
-transformer   reads ``raw``; builds ``staging``/``intermediate``/``marts``; writes ``published``
-              and appends to ``history`` (dbt and the grading DAGs); never ``pii``
+transformer   reads ``raw``; builds ``analytics`` (seeds), ``staging``, ``intermediate`` and
+              ``marts`` (dbt runs as this role and owns what it builds); may write ``published``
+              and append to ``history``; never ``pii``
 bi_reader     reads ``published`` only: audited tier lists, no personal data, no raw data
 auditor       reads ``history`` and ``audit`` (grading history, access log); no personal data
 steward       the only role that reads personal data, and only through ``pii.read_customer``,
@@ -23,7 +24,9 @@ from __future__ import annotations
 from tierhouse.warehouse import WarehouseUrl, connect
 
 ROLES = ("loader", "transformer", "bi_reader", "auditor", "steward")
-PIPELINE_SCHEMAS = ("raw", "pii", "staging", "intermediate", "marts", "published", "history", "audit")
+PIPELINE_SCHEMAS = ("raw", "pii", "analytics", "staging", "intermediate", "marts", "published", "history", "audit")
+#: The role dbt runs as (dbt_project/profiles.yml and the Cosmos profile)
+DBT_ROLE = "transformer"
 
 AUDIT_DDL = """
 create schema if not exists audit;
@@ -35,7 +38,8 @@ create table if not exists audit.access_log (
     access_id     bigint generated always as identity primary key,
     accessed_at   timestamptz not null default now(),
     database_user text        not null default session_user,
-    database_role text        not null default current_user,
+    -- the role the session acts as (SET ROLE); current_user would name the function's owner
+    database_role text        not null default current_setting('role'),
     requested_by  text        not null check (length(trim(requested_by)) > 0),
     customer_key  text        not null,
     what          text        not null,
@@ -122,9 +126,9 @@ alter default privileges in schema raw, pii grant select, insert, update, delete
 grant usage on schema raw to transformer;
 grant select on all tables in schema raw to transformer;
 alter default privileges in schema raw grant select on tables to transformer;
-grant usage, create on schema staging, intermediate, marts, published, history to transformer;
-grant select, insert, update, delete on all tables in schema staging, intermediate, marts, published to transformer;
-alter default privileges in schema staging, intermediate, marts, published
+grant usage, create on schema analytics, staging, intermediate, marts, published, history to transformer;
+grant select, insert, update, delete on all tables in schema analytics, staging, intermediate, marts, published to transformer;
+alter default privileges in schema analytics, staging, intermediate, marts, published
     grant select, insert, update, delete on tables to transformer;
 grant select, insert on all tables in schema history to transformer;
 alter default privileges in schema history grant select, insert on tables to transformer;
@@ -180,3 +184,31 @@ def apply(url: WarehouseUrl) -> None:
             cur.execute("select rolsuper from pg_roles where rolname = current_user")
             if not cur.fetchone()[0]:
                 cur.execute(f"grant {', '.join(ROLES)} to current_user")
+
+
+ROLE_CHECKS = (
+    ("bi_reader", "published.current_customer_tiers"),
+    ("bi_reader", "marts.fct_customer_tiers"),
+    ("bi_reader", "pii.crm_members"),
+    ("auditor", "history.tier_changes"),
+    ("auditor", "pii.crm_members"),
+    ("steward", "pii.crm_members"),
+)
+
+
+def format_role_check(url: WarehouseUrl) -> str:
+    """What a few roles see, read as those roles: the grants in force, for the demo."""
+    import psycopg2
+
+    lines = ["Access as each role (SET ROLE)"]
+    for role, table in ROLE_CHECKS:
+        with connect(url) as conn, conn.cursor() as cur:
+            cur.execute(f"set local role {role}")
+            try:
+                cur.execute(f"select count(*) from {table}")
+                outcome = f"{cur.fetchone()[0]} rows"
+            except psycopg2.errors.InsufficientPrivilege:
+                outcome = "permission denied"
+                conn.rollback()
+        lines.append(f"  {role:<10} select from {table:<36} {outcome}")
+    return "\n".join(lines)

@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 from typing import TypeVar
 
-from tierhouse import ingest, policy, quality, transform
+from tierhouse import access, ingest, policy, quality, transform
 from tierhouse.warehouse import resolve_url, session, wait_until_ready
 
 T = TypeVar("T")
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             _timed("reload POS (no-op)", results, lambda: ingest.load_pos_exports(url, data / "pos"))
             _timed("extract shop orders", results, lambda: ingest.extract_shop_orders(url))
             _timed("load policies", results, lambda: policy.load_policies(url, policy.discover()))
+            _timed("access controls", results, lambda: access.apply(url))
             _timed("dbt build", results, lambda: transform.run_dbt(url, "build", "--quiet").returncode)
             _timed(
                 "publish gate (GE)",

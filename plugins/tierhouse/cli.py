@@ -219,6 +219,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Warehouse, sample data, both DAGs for real, then the tier summary."""
+    from tierhouse.access import format_role_check
     from tierhouse.appeals import answer_appeal, file_appeal
     from tierhouse.generate import generate
     from tierhouse.history import customer_history, format_history, format_lists
@@ -294,6 +295,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(format_summary(policy, parse_period(period), tier_summary(url, policy, parse_period(period))))
     print()
     print(format_lists(url))
+    print()
+    print(format_role_check(url))
     print()
     print(format_history(appellant, customer_history(url, appellant)))
     print(f"\n[demo] done in {time.monotonic() - started:.0f} s")

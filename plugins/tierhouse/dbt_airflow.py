@@ -8,7 +8,7 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 from cosmos.profiles.postgres.user_pass import PostgresUserPasswordProfileMapping
 
-from tierhouse import settings
+from tierhouse import access, settings
 from tierhouse.transform import dbt_executable
 
 
@@ -26,7 +26,9 @@ def profile_config() -> ProfileConfig:
     return ProfileConfig(
         profile_name="tierhouse",
         target_name="airflow",
-        profile_mapping=WarehouseProfileMapping(conn_id=settings.WAREHOUSE_CONN_ID, profile_args={"schema": "analytics"}),
+        profile_mapping=WarehouseProfileMapping(
+            conn_id=settings.WAREHOUSE_CONN_ID, profile_args={"schema": "analytics", "role": access.DBT_ROLE}
+        ),
     )
 
 

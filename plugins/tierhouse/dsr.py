@@ -110,7 +110,7 @@ def access(url: WarehouseUrl, member_id: str, requested_by: str, reason: str, ou
             ),
             "orders": _rows(
                 cur,
-                "select order_id, ordered_at, channel, net_amount, identity_rule from intermediate.int_orders"
+                "select order_id, ordered_at, sales_channel, net_amount, identity_rule from intermediate.int_orders"
                 " where customer_key = %s order by ordered_at",
                 (member_id,),
             ),
