@@ -43,3 +43,37 @@ def test_loading_personal_data_without_a_key_is_refused(monkeypatch: pytest.Monk
     monkeypatch.delenv(privacy.KEY_ENV)
     with pytest.raises(privacy.MissingKeyError, match=privacy.KEY_ENV):
         privacy.pseudonymise("phone", "13800138000")
+
+
+def test_personal_data_encryption_is_bound_to_its_column_and_survives_a_key_rotation(monkeypatch: pytest.MonkeyPatch) -> None:
+    old_key, new_key = "1" * 64, "2" * 64
+    monkeypatch.setenv(privacy.PII_KEY_ENV, old_key)
+    monkeypatch.setenv(privacy.PII_KEY_VERSION_ENV, "1")
+    sealed = privacy.encrypt("张伟", "pii.crm_members.name")
+    assert sealed.startswith("enc:v1:") and "张伟" not in sealed
+    assert sealed != privacy.encrypt("张伟", "pii.crm_members.name")  # a fresh nonce every time
+    assert privacy.decrypt(sealed, "pii.crm_members.name") == "张伟"
+    with pytest.raises(privacy.DecryptionError):
+        privacy.decrypt(sealed, "pii.crm_members.address")  # moved to another column
+    tampered = sealed[:-4] + ("AAAA" if not sealed.endswith("AAAA") else "BBBB")
+    with pytest.raises(privacy.DecryptionError):
+        privacy.decrypt(tampered, "pii.crm_members.name")
+    # rotation: the new key encrypts; the old one, kept under its version, still decrypts old rows
+    monkeypatch.setenv(privacy.PII_KEY_ENV, new_key)
+    monkeypatch.setenv(privacy.PII_KEY_VERSION_ENV, "2")
+    with pytest.raises(privacy.MissingKeyError):
+        privacy.decrypt(sealed, "pii.crm_members.name")
+    monkeypatch.setenv(f"{privacy.PII_KEY_ENV}_V1", old_key)
+    assert privacy.decrypt(sealed, "pii.crm_members.name") == "张伟"
+    resealed = privacy.encrypt(privacy.decrypt(sealed, "pii.crm_members.name"), "pii.crm_members.name")
+    assert resealed.startswith("enc:v2:")
+    monkeypatch.delenv(f"{privacy.PII_KEY_ENV}_V1")
+    assert privacy.decrypt(resealed, "pii.crm_members.name") == "张伟"
+
+
+def test_a_wrong_key_cannot_decrypt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(privacy.PII_KEY_ENV, "3" * 64)
+    sealed = privacy.encrypt("13800138000", "pii.crm_members.phone")
+    monkeypatch.setenv(privacy.PII_KEY_ENV, "4" * 64)
+    with pytest.raises(privacy.DecryptionError):
+        privacy.decrypt(sealed, "pii.crm_members.phone")

@@ -127,9 +127,9 @@ grant usage on schema raw to transformer;
 grant select on all tables in schema raw to transformer;
 alter default privileges in schema raw grant select on tables to transformer;
 grant usage, create on schema analytics, staging, intermediate, marts, published, history to transformer;
-grant select, insert, update, delete on all tables in schema analytics, staging, intermediate, marts, published to transformer;
-alter default privileges in schema analytics, staging, intermediate, marts, published
-    grant select, insert, update, delete on tables to transformer;
+-- all (truncate too: dbt reloads seeds with it); the revoke above also strips an owner's own rights
+grant all on all tables in schema analytics, staging, intermediate, marts, published to transformer;
+alter default privileges in schema analytics, staging, intermediate, marts, published grant all on tables to transformer;
 grant select, insert on all tables in schema history to transformer;
 alter default privileges in schema history grant select, insert on tables to transformer;
 

@@ -44,14 +44,11 @@ def _record(cur, kind: str, customer_key: str, requested_by: str, reason: str, d
 
 def read_personal_data(cur, member_id: str, requested_by: str, reason: str) -> list[dict]:
     """Decrypted personal data of one member, read as steward through the logged function."""
+    # SET LOCAL: a failed read aborts the transaction, and the rollback ends the role with it
     cur.execute("set local role steward")
-    try:
-        cur.execute(
-            "select source, row_key, field, ciphertext from pii.read_customer(%s, %s, %s)", (member_id, requested_by, reason)
-        )
-        rows = cur.fetchall()
-    finally:
-        cur.execute("reset role")
+    cur.execute("select source, row_key, field, ciphertext from pii.read_customer(%s, %s, %s)", (member_id, requested_by, reason))
+    rows = cur.fetchall()
+    cur.execute("reset role")
     return [
         {"source": source, "record": row_key, "field": field, "value": decrypt(token, f"pii.{source}.{field}")}
         for source, row_key, field, token in rows

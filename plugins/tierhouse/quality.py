@@ -105,6 +105,8 @@ def run_checkpoint(
 
     params = params or {}
     spec = load_checkpoint_spec(name, root)
+    if "built_at_run_time_by" in spec:
+        raise ValueError(f"checkpoint {name} has no fixed suite; run it with {spec['built_at_run_time_by']}")
     parameters = _expectation_parameters(spec, now, expectation_parameters)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False}
