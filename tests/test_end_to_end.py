@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -207,13 +208,14 @@ def test_each_policy_has_one_recorded_initial_list_matching_what_is_published(gr
     period = parse_period(graded_warehouse.period)
     runs = query(
         graded_warehouse.url,
-        "select policy, run_id, row_count, code_version, airflow_run_id, length(input_fingerprint), length(snapshot_hash)"
-        " from history.grading_runs where period_month = %s and list_kind = 'initial' order by policy",
+        "select policy, run_id, row_count, code_version, airflow_run_id, length(input_fingerprint), length(snapshot_hash),"
+        " dbt_invocation_id from history.grading_runs where period_month = %s and list_kind = 'initial' order by policy",
         (period,),
     )
     assert [r[0] for r in runs] == ["abcd", "highend_flower", "service_levels"]
-    for policy_name, run_id, rows, code, airflow_run, fingerprint_len, hash_len in runs:
+    for policy_name, run_id, rows, code, airflow_run, fingerprint_len, hash_len, dbt_invocation in runs:
         assert (fingerprint_len, hash_len) == (64, 64)
+        assert re.fullmatch(r"[0-9a-f-]{36}", dbt_invocation or ""), dbt_invocation  # the dbt run that built the mart
         assert airflow_run == graded_warehouse.grading_run.run_id and code != "unknown"
         difference = query(
             graded_warehouse.url,

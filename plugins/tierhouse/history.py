@@ -31,6 +31,7 @@ create table if not exists history.grading_runs (
     period_month      date        not null,
     list_kind         text        not null check (list_kind in ('initial', 'confirmed', 'quarterly', 'appeal')),
     airflow_run_id    text,
+    dbt_invocation_id text,
     code_version      text        not null,
     policy_sha256     text        not null,
     input_fingerprint text        not null,
@@ -38,6 +39,7 @@ create table if not exists history.grading_runs (
     row_count         integer     not null,
     created_at        timestamptz not null default now()
 );
+alter table history.grading_runs add column if not exists dbt_invocation_id text;
 create unique index if not exists grading_runs_one_initial_list
     on history.grading_runs (policy, policy_version, period_month) where list_kind = 'initial';
 
@@ -215,11 +217,13 @@ def publish_initial_list(url: WarehouseUrl, policy: str, period_month: date, air
         cur.execute(PUBLISHED_DDL)
         cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"publish:{policy}:{period_month}",))
         cur.execute(
-            f"select policy_version, {', '.join(SNAPSHOT_COLUMNS)} from marts.fct_customer_tiers"
+            f"select policy_version, {', '.join(SNAPSHOT_COLUMNS)}, dbt_invocation_id from marts.fct_customer_tiers"
             " where policy = %s and period_month = %s order by customer_key",
             (policy, period_month),
         )
-        candidate = cur.fetchall()
+        rows = cur.fetchall()
+        candidate = [row[:-1] for row in rows]
+        dbt_invocation_id = rows[0][-1] if rows else None
         if not candidate:
             raise RuntimeError(f"nothing to publish for {policy} {period_month:%Y-%m}: marts.fct_customer_tiers has no rows")
         versions = {row[0] for row in candidate}
@@ -249,8 +253,9 @@ def publish_initial_list(url: WarehouseUrl, policy: str, period_month: date, air
             return PublishOutcome(str(existing[0]), "restatement_candidate", len(snapshot), snapshot_hash)
 
         run_id, _ = record_run(
-            cur, policy, version, period_month, "initial", airflow_run_id, policy_sha, input_fingerprint, snapshot
-        )
+            cur, policy, version, period_month, "initial", airflow_run_id, policy_sha, input_fingerprint, snapshot,
+            dbt_invocation_id,
+        )  # fmt: skip
         publish_run(cur, run_id)
         return PublishOutcome(run_id, "published", len(snapshot), snapshot_hash)
 
@@ -281,14 +286,16 @@ def record_run(
     policy_sha: str,
     input_fingerprint: str,
     snapshot: list[tuple],
+    dbt_invocation_id: str | None = None,
 ) -> tuple[str, str]:
+    """Record one list (the dbt invocation that built its inputs, when dbt built them)."""
     run_id, snapshot_hash = str(uuid.uuid4()), digest(snapshot)
     cur.execute(
         "insert into history.grading_runs (run_id, policy, policy_version, period_month, list_kind, airflow_run_id,"
-        " code_version, policy_sha256, input_fingerprint, snapshot_hash, row_count)"
-        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (run_id, policy, version, period_month, list_kind, airflow_run_id, code_version(), policy_sha, input_fingerprint,
-         snapshot_hash, len(snapshot)),
+        " dbt_invocation_id, code_version, policy_sha256, input_fingerprint, snapshot_hash, row_count)"
+        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (run_id, policy, version, period_month, list_kind, airflow_run_id, dbt_invocation_id, code_version(), policy_sha,
+         input_fingerprint, snapshot_hash, len(snapshot)),
     )  # fmt: skip
     cur.executemany(
         f"insert into history.tier_snapshots (run_id, {', '.join(SNAPSHOT_COLUMNS)})"

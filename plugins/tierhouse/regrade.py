@@ -120,9 +120,15 @@ def regrade_quarter(
         if existing:
             history.record_restatement(cur, str(existing[0]), fingerprint, snapshot_hash, snapshot, airflow_run_id)
             return history.PublishOutcome(str(existing[0]), "restatement_candidate", len(snapshot), snapshot_hash)
-        run_id, _ = history.record_run(
-            cur, policy_name, graded_policy.version, period_month, "quarterly", airflow_run_id, policy_sha, fingerprint, snapshot
+        cur.execute(
+            "select max(dbt_invocation_id) from marts.fct_regrade_signals where policy = %s and period_month = %s",
+            (policy_name, period_month),
         )
+        (dbt_invocation_id,) = cur.fetchone()
+        run_id, _ = history.record_run(
+            cur, policy_name, graded_policy.version, period_month, "quarterly", airflow_run_id, policy_sha, fingerprint, snapshot,
+            dbt_invocation_id,
+        )  # fmt: skip
         history.record_changes(
             cur, run_id, "art9_quarterly", [(k, f, t, {**e, "base_list": base_kind}) for k, f, t, e in changes]
         )

@@ -115,7 +115,8 @@ final as (
                 then 'long_term'
             else 'seasonal'
         end as cooperation_feature,
-        features.spend
+        features.spend,
+        '{{ invocation_id }}' as dbt_invocation_id
     from features
     inner join policy_settings
         on features.policy_version_id = policy_settings.policy_version_id

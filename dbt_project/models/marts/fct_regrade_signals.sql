@@ -93,7 +93,8 @@ final as (
         trends.order_growth,
         trends.recent_special_orders,
         trends.prior_special_orders,
-        trends.special_order_growth
+        trends.special_order_growth,
+        '{{ invocation_id }}' as dbt_invocation_id
     from rule_checks
     inner join trends
         on rule_checks.customer_period_id = trends.customer_period_id
