@@ -150,7 +150,7 @@ def answer_appeal(
         graded_policy = next((p for p in discover() if p.name == policy and p.version == version), None)
         if graded_policy is None:
             raise AppealError(f"no policy file for {policy} v{version}")
-        tiers = {t.code: t.rank for t in graded_policy.tiers} | {"none": 99}
+        tiers = graded_policy.tier_ranks
         if new_tier is not None and new_tier not in tiers:
             raise AppealError(f"{new_tier!r} is not a tier of {policy} v{version}; one of {sorted(tiers)}")
         evidence = {

@@ -46,6 +46,7 @@ TREND_INDICATORS = frozenset(
 ) | frozenset({"spend_growth", "order_growth", "special_order_growth"})
 CADENCES = {"monthly": (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), "quarterly": (3, 6, 9, 12)}
 COMPOSITE = "composite_score"
+NO_TIER_RANK = 99
 SCORE_PREFIX = "score."
 REQUIRED_SETTINGS = ("window_months", "big_ticket_order_min")
 _CONDITION = re.compile(r"^\s*(?P<indicator>[a-z_]+(\.[a-z_]+)?)\s*(?P<operator>>=|<=|>|<)\s*(?P<threshold>-?\d+(\.\d+)?)\s*$")
@@ -122,6 +123,11 @@ class Policy:
     @property
     def policy_version_id(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def tier_ranks(self) -> dict[str, int]:
+        """Every tier a list may give, with its rank; ``none`` (no tier met) ranks last."""
+        return {tier.code: tier.rank for tier in self.tiers} | {"none": NO_TIER_RANK}
 
     @property
     def calendar(self) -> dict:

@@ -116,7 +116,7 @@ def add_review(
             raise ReviewError(f"the {period_month:%Y-%m} list of {policy} is already confirmed; use an appeal instead")
         if now.astimezone(CHINA).date() > initial.deadline:
             raise ReviewError(f"the review window closed on {initial.deadline} ({period_month:%Y-%m} list of {policy})")
-        tiers = {t.code for t in initial.policy.tiers} | {"none"}
+        tiers = initial.policy.tier_ranks
         if new_tier not in tiers:
             raise ReviewError(f"{new_tier!r} is not a tier of {policy} v{initial.policy.version}; one of {sorted(tiers)}")
         cur.execute(
@@ -158,7 +158,7 @@ def _confirm(cur, initial: InitialList, airflow_run_id: str | None) -> history.P
         (initial.policy.name, initial.period_month, initial.deadline),
     )
     reviews = cur.fetchall()
-    ranks = {t.code: t.rank for t in initial.policy.tiers} | {"none": 99}
+    ranks = initial.policy.tier_ranks
     changes = []
     for review_id, customer_key, reviewer, new_tier, reason, created_at in reviews:
         row = rows[customer_key]
