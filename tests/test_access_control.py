@@ -196,3 +196,18 @@ def test_a_dictionary_of_plain_hashes_of_phone_numbers_finds_no_stored_key(gover
     assert found == 0
     # ...while the keyed hash with the secret does give the stored keys, so the test can fail
     assert {privacy.pseudonymise("phone", number).split(":", 1)[1] for number in real} <= stored
+
+
+def test_each_loaded_file_is_written_as_the_loader_role(governed: GradedWarehouse) -> None:
+    # the ingest DAG of the fixture loaded every file this way; a grant missing would have failed it
+    conn = psycopg2.connect(governed.url.dsn())
+    try:
+        with conn.cursor() as cur:
+            assert access.act_as(cur, "loader")
+            cur.execute("select current_user")
+            assert cur.fetchone()[0] == "loader"
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cur.execute("select count(*) from marts.fct_customer_tiers")
+    finally:
+        conn.rollback()
+        conn.close()

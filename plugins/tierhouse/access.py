@@ -121,6 +121,7 @@ revoke all on all tables in schema {schemas} from {", ".join(ROLES)};
 
 grant usage, create on schema raw, pii to loader;
 grant select, insert, update, delete on all tables in schema raw, pii to loader;
+grant usage, select on all sequences in schema raw, pii to loader;
 alter default privileges in schema raw, pii grant select, insert, update, delete on tables to loader;
 
 grant usage on schema raw to transformer;
@@ -212,3 +213,18 @@ def format_role_check(url: WarehouseUrl) -> str:
                 conn.rollback()
         lines.append(f"  {role:<10} select from {table:<36} {outcome}")
     return "\n".join(lines)
+
+
+def act_as(cur, role: str) -> bool:
+    """For the rest of the transaction, act as ``role`` (SET LOCAL ROLE) once this warehouse has
+    its roles (``apply``, which the DAGs run first); a bare database — a unit test's, or one
+    being set up — keeps the login's rights. Returns whether the role is now in force."""
+    cur.execute(
+        "select case when exists (select 1 from pg_roles where rolname = %s)"
+        " then has_schema_privilege(%s, 'raw', 'USAGE') else false end",
+        (role, role),
+    )
+    if cur.fetchone()[0]:
+        cur.execute(f"set local role {role}")
+        return True
+    return False

@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from tierhouse import raw_schema, settings
+from tierhouse import access, raw_schema, settings
 from tierhouse import sources as s
 from tierhouse.parsing import FileLoad, ReconciliationError, parse_export
 from tierhouse.privacy import encrypt, normalise_phone, pseudonymise
@@ -111,6 +111,7 @@ def load_exports(
                 continue
             load = parse_export(source, name, data, now=now, known_stores=known_stores)
             with conn, conn.cursor() as cur:  # one transaction per file
+                access.act_as(cur, "loader")
                 cur.execute(f"delete from raw.{source.table} where _source_file = %s", (name,))
                 if source.restricted_columns:
                     cur.execute(f"delete from pii.{source.table} where _source_file = %s", (name,))
@@ -229,6 +230,7 @@ def extract_shop_orders(url: WarehouseUrl, shop_url: WarehouseUrl | None = None)
     source_amount = sum((line[7] for line in lines), Decimal("0"))
 
     with connect(url) as conn, conn.cursor() as cur:
+        access.act_as(cur, "loader")
         cur.execute("create temp table incoming_orders (like raw.shop_orders including defaults) on commit drop")
         _copy_rows(
             cur,
