@@ -62,16 +62,27 @@ begin
 end
 $$;
 
--- The one way to personal data: the read is logged first, in the caller's transaction.
-create or replace function pii.read_customer(p_member_id text, p_requested_by text, p_reason text)
-returns table (source text, row_key text, field text, ciphertext text)
-language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+-- Every read of personal data goes through here first: no read without who and why.
+create or replace function audit.log_personal_data_read(p_requested_by text, p_customer_key text, p_what text, p_reason text)
+returns void language plpgsql set search_path = pg_catalog, pg_temp as $$
 begin
     if coalesce(trim(p_reason), '') = '' or coalesce(trim(p_requested_by), '') = '' then
         raise exception 'reading personal data needs who asks and why';
     end if;
     insert into audit.access_log (requested_by, customer_key, what, reason)
-    values (p_requested_by, p_member_id, 'pii.crm_members(name, phone, address), pii.service_tickets(note)', p_reason);
+    values (p_requested_by, p_customer_key, p_what, p_reason);
+end
+$$;
+revoke all on function audit.log_personal_data_read(text, text, text, text) from public;
+
+-- The one way to personal data: the read is logged first, in the caller's transaction.
+create or replace function pii.read_customer(p_member_id text, p_requested_by text, p_reason text)
+returns table (source text, row_key text, field text, ciphertext text)
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+    perform audit.log_personal_data_read(
+        p_requested_by, p_member_id, 'pii.crm_members(name, phone, address), pii.service_tickets(note)', p_reason
+    );
     return query
         select 'crm_members'::text, m.member_id || '@' || m.updated_at::text, f.field, f.value
         from pii.crm_members as m
@@ -90,11 +101,7 @@ create or replace function pii.customer_names(p_requested_by text, p_reason text
 returns table (ciphertext text)
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
-    if coalesce(trim(p_reason), '') = '' or coalesce(trim(p_requested_by), '') = '' then
-        raise exception 'reading personal data needs who asks and why';
-    end if;
-    insert into audit.access_log (requested_by, customer_key, what, reason)
-    values (p_requested_by, '*', 'pii.crm_members(name) of every customer', p_reason);
+    perform audit.log_personal_data_read(p_requested_by, '*', 'pii.crm_members(name) of every customer', p_reason);
     return query select distinct m.name from pii.crm_members as m where m.name is not null;
 end
 $$;

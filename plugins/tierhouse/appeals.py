@@ -17,10 +17,9 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from tierhouse import history
-from tierhouse.policy import Policy, discover
+from tierhouse.policy import Policy, discover, newest
 from tierhouse.review import CHINA
 from tierhouse.warehouse import WarehouseUrl, connect
-from tierhouse.workdays import add_working_days
 
 DEFAULT_APPEAL_WORKING_DAYS = 3
 
@@ -45,17 +44,10 @@ class AppealState:
     outcome: str | None
 
 
-def _newest_policy(name: str) -> Policy:
-    versions = [p for p in discover() if p.name == name]
-    if not versions:
-        raise AppealError(f"no policy file for {name!r}")
-    return max(versions, key=lambda p: p.version)
-
-
 def appeal_deadline(graded_policy: Policy, received_at: datetime) -> date:
-    calendar = graded_policy.calendar
-    days = int(calendar.get("appeal_working_days", DEFAULT_APPEAL_WORKING_DAYS))
-    return add_working_days(received_at.astimezone(CHINA).date(), days, calendar.get("unknown_year") == "weekdays")
+    return graded_policy.working_day_deadline(
+        "appeal_working_days", DEFAULT_APPEAL_WORKING_DAYS, received_at.astimezone(CHINA).date()
+    )
 
 
 def file_appeal(
@@ -72,7 +64,10 @@ def file_appeal(
         raise AppealError("an appeal needs the customer's request")
     if not recorded_by.strip():
         raise AppealError("an appeal needs the name of whoever recorded it")
-    graded_policy = _newest_policy(policy)
+    try:
+        graded_policy = newest(policy)
+    except ValueError as exc:
+        raise AppealError(str(exc)) from None
     if "appeal_working_days" not in graded_policy.calendar:
         raise AppealError(f"{policy} has no appeal step in its calendar")
     with connect(url) as conn, conn.cursor() as cur:

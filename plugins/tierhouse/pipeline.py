@@ -159,18 +159,11 @@ def confirm_due_lists(today: date, run_id: str | None) -> list[dict]:
 
 
 # -- calendars, quarterly re-grade, appeals, backfill -------------------------------------------
-def _newest(policy: str):
-    from tierhouse.policy import discover
-
-    versions = [p for p in discover() if p.name == policy]
-    if not versions:
-        raise ValueError(f"no policy file for {policy!r}")
-    return max(versions, key=lambda p: p.version)
-
-
 def lists_month(policy: str, period: str) -> bool:
     """Whether the policy's calendar produces a list for the month (P2 and P3 grade at quarter ends)."""
-    due = _newest(policy).lists_month(parse_period(period))
+    from tierhouse.policy import newest
+
+    due = newest(policy).lists_month(parse_period(period))
     log.info("%s %s: %s", policy, period, "a list is due" if due else "no list this month (policy calendar)")
     return due
 
@@ -190,9 +183,12 @@ def grading_months(start: str, end: str) -> list[str]:
 def backfill(policy: str, months: list[str], run_id: str | None) -> list[dict]:
     """Audit and publish each month the policy lists, oldest first (each month's drift is audited
     against the one published before it); stops at the first failed audit."""
-    outcomes = []
+    from tierhouse.policy import newest
+
+    graded_policy, outcomes = newest(policy), []  # the files are read once, not once a month
     for period in months:
-        if not lists_month(policy, period):
+        if not graded_policy.lists_month(parse_period(period)):
+            log.info("%s %s: no list this month (policy calendar)", policy, period)
             continue
         audit_tiers(policy, period)
         outcomes.append({"period": period, **publish_tiers(policy, period, run_id)})
@@ -202,6 +198,8 @@ def backfill(policy: str, months: list[str], run_id: str | None) -> list[dict]:
 def quarter_to_regrade(requested: str | None, data_interval_start: date | None, run_after: datetime | date) -> str:
     """The last month of the quarter to re-grade: asked for; else the quarter a scheduled run's
     data interval covers; else the last complete quarter before the run."""
+    from tierhouse import regrade
+
     if requested:
         month = parse_period(requested)
     else:
@@ -209,7 +207,7 @@ def quarter_to_regrade(requested: str | None, data_interval_start: date | None, 
         if data_interval_start is None:  # the quarter before the run's
             reference = reference.replace(month=(reference.month - 1) // 3 * 3 + 1, day=1) - timedelta(days=1)
         month = reference.replace(month=(reference.month - 1) // 3 * 3 + 3, day=1)
-    if month.month % 3:
+    if not regrade.is_quarter_end(month):
         raise ValueError(f"{month:%Y-%m} is not the last month of a quarter")
     return f"{month:%Y-%m}"
 

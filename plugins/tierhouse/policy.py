@@ -44,7 +44,8 @@ INDICATORS = frozenset(
 TREND_INDICATORS = frozenset(
     f"{when}_{measure}" for when in ("recent", "prior") for measure in ("spend", "orders", "special_orders")
 ) | frozenset({"spend_growth", "order_growth", "special_order_growth"})
-CADENCES = {"monthly": (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), "quarterly": (3, 6, 9, 12)}
+QUARTER_END_MONTHS = (3, 6, 9, 12)
+CADENCES = {"monthly": (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), "quarterly": QUARTER_END_MONTHS}
 COMPOSITE = "composite_score"
 NO_TIER_RANK = 99
 SCORE_PREFIX = "score."
@@ -132,6 +133,14 @@ class Policy:
     @property
     def calendar(self) -> dict:
         return self.document.get("calendar") or {}
+
+    def working_day_deadline(self, calendar_key: str, default_days: int, start: date) -> date:
+        """``calendar.<calendar_key>`` working days after ``start`` (mainland-China calendar; Monday
+        to Friday for a year it does not know yet, where the policy allows that)."""
+        from tierhouse.workdays import add_working_days
+
+        days = int(self.calendar.get(calendar_key, default_days))
+        return add_working_days(start, days, self.calendar.get("unknown_year") == "weekdays")
 
     def lists_month(self, period_month: date) -> bool:
         """Whether the policy's calendar produces a list for this month (monthly, or quarter ends)."""
@@ -356,6 +365,14 @@ def _parse_regrade(path: Path, doc: object, tier_codes: set[str]) -> tuple[int, 
 def discover(policies_dir: Path | None = None) -> list[Policy]:
     root = policies_dir or settings.POLICIES_DIR
     return [parse_policy(path) for path in sorted(root.glob("*/v*.y*ml"))]
+
+
+def newest(name: str, policies: list[Policy] | None = None) -> Policy:
+    """The newest version of the named policy among its files."""
+    versions = [p for p in (policies if policies is not None else discover()) if p.name == name]
+    if not versions:
+        raise ValueError(f"no policy file for {name!r}")
+    return max(versions, key=lambda p: p.version)
 
 
 def load_policies(url: WarehouseUrl, policies: list[Policy]) -> int:

@@ -13,7 +13,8 @@ import logging
 from datetime import date
 
 from tierhouse import history
-from tierhouse.policy import Policy, discover
+from tierhouse.policy import QUARTER_END_MONTHS, Policy, discover
+from tierhouse.review import has_review
 from tierhouse.warehouse import WarehouseUrl, connect
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def regraded_policies(policies: list[Policy] | None = None) -> list[Policy]:
 
 
 def is_quarter_end(period_month: date) -> bool:
-    return period_month.month % 3 == 0
+    return period_month.month in QUARTER_END_MONTHS
 
 
 def base_run(cur, graded_policy: Policy, period_month: date) -> tuple[str, str]:
@@ -47,8 +48,7 @@ def base_run(cur, graded_policy: Policy, period_month: date) -> tuple[str, str]:
     current = history.current_run(cur, graded_policy.name, period_month)
     if current is None:
         raise RegradeNotReady(f"no list of {graded_policy.name} for {period_month:%Y-%m} yet")
-    needs_review = "review_working_days" in graded_policy.calendar
-    if needs_review and current[1] == "initial":
+    if has_review(graded_policy) and current[1] == "initial":
         raise RegradeNotReady(f"the {period_month:%Y-%m} list of {graded_policy.name} is still under review")
     return current
 

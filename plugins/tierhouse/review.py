@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 from tierhouse import history
 from tierhouse.policy import Policy, discover
 from tierhouse.warehouse import WarehouseUrl, connect
-from tierhouse.workdays import add_working_days
 
 CHINA = ZoneInfo("Asia/Shanghai")
 DEFAULT_REVIEW_WORKING_DAYS = 5
@@ -34,7 +33,7 @@ def _policy(policies: dict[tuple[str, int], Policy], name: str, version: int) ->
 
 def has_review(graded_policy: Policy) -> bool:
     """Policies whose calendar asks for a review window before a list is confirmed (P1 Art. 8, P2)."""
-    return "review_working_days" in (graded_policy.document.get("calendar") or {})
+    return "review_working_days" in graded_policy.calendar
 
 
 def review_window(url: WarehouseUrl, policy: str, period_month: date) -> tuple[datetime, date]:
@@ -49,9 +48,9 @@ def review_window(url: WarehouseUrl, policy: str, period_month: date) -> tuple[d
 
 def review_deadline(graded_policy: Policy, published_at: datetime) -> date:
     """The last day reviews are accepted: N working days after the initial list was published."""
-    calendar = graded_policy.document.get("calendar") or {}
-    days = int(calendar.get("review_working_days", DEFAULT_REVIEW_WORKING_DAYS))
-    return add_working_days(published_at.astimezone(CHINA).date(), days, calendar.get("unknown_year") == "weekdays")
+    return graded_policy.working_day_deadline(
+        "review_working_days", DEFAULT_REVIEW_WORKING_DAYS, published_at.astimezone(CHINA).date()
+    )
 
 
 @dataclass(frozen=True)
