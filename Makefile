@@ -15,7 +15,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
 help:
 	@echo "make demo      warehouse + sample data + real DAG runs + tier summary"
-	@echo "make test      the test suite (sets everything up first)"
+	@echo "make test      make lint, then the test suite (sets everything up first)"
 	@echo "make lint      ruff, sqlfluff, mypy and the dbt project check (make test runs it first)"
 	@echo "make bench     larger runs with timings (not part of the tests)"
 	@echo "make lock      re-resolve requirements.lock from pyproject.toml"
