@@ -53,13 +53,13 @@ lint: $(MANIFEST)
 	$(BIN)/ruff format --check .
 	$(BIN)/sqlfluff lint dbt_project/models
 	$(BIN)/mypy
-	$(BIN)/python -m tierhouse.dbt_project_check --manifest $(MANIFEST)
+	$(BIN)/python -m tierhouse.devtools.dbt_project_check --manifest $(MANIFEST)
 
 test: lint
 	$(BIN)/pytest
 
 bench: $(MANIFEST)
-	$(BIN)/python -m tierhouse.bench
+	$(BIN)/python -m tierhouse.devtools.bench
 
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --quiet -o requirements.lock

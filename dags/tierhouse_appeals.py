@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-from tierhouse import pipeline
-from tierhouse.dag_defaults import DAG_SETTINGS, TIMEZONE
+from tierhouse.orchestration import pipeline
+from tierhouse.orchestration.defaults import DAG_SETTINGS, TIMEZONE
 
 
 @dag(

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from airflow.sdk import Param, chain, dag, task
 
-from tierhouse import pipeline
-from tierhouse.assets import PUBLISHED_TIERS
-from tierhouse.dag_defaults import DAG_SETTINGS, GRADED_POLICIES
-from tierhouse.dag_tasks import build_and_deidentify
+from tierhouse.orchestration import pipeline
+from tierhouse.orchestration.assets import PUBLISHED_TIERS
+from tierhouse.orchestration.chains import build_and_deidentify
+from tierhouse.orchestration.defaults import DAG_SETTINGS, GRADED_POLICIES
 
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from tierhouse import pipeline
-from tierhouse.dag_defaults import DAG_SETTINGS
+from tierhouse.orchestration import pipeline
+from tierhouse.orchestration.defaults import DAG_SETTINGS
 
 DSR_KINDS = ["access", "correction", "consent_withdrawal", "erasure"]
 

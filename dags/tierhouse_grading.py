@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, Param, chain, dag, task
 
-from tierhouse import pipeline
-from tierhouse.assets import PUBLISHED_TIERS, RAW_SALES
-from tierhouse.dag_defaults import DAG_SETTINGS, GRADED_POLICIES, TIMEZONE
-from tierhouse.dag_tasks import build_and_deidentify
+from tierhouse.orchestration import pipeline
+from tierhouse.orchestration.assets import PUBLISHED_TIERS, RAW_SALES
+from tierhouse.orchestration.chains import build_and_deidentify
+from tierhouse.orchestration.defaults import DAG_SETTINGS, GRADED_POLICIES, TIMEZONE
 
 
 @dag(

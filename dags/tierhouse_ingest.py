@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
 
-from tierhouse import pipeline
-from tierhouse.assets import RAW_SALES
-from tierhouse.dag_defaults import DAG_SETTINGS, TIMEZONE
-from tierhouse.sources import SOURCES
+from tierhouse.ingest.sources import SOURCES
+from tierhouse.orchestration import pipeline
+from tierhouse.orchestration.assets import RAW_SALES
+from tierhouse.orchestration.defaults import DAG_SETTINGS, TIMEZONE
 
 
 @dag(

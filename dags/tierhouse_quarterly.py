@@ -9,9 +9,9 @@ from datetime import timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, chain, dag, task
 
-from tierhouse import pipeline
-from tierhouse.assets import PUBLISHED_TIERS
-from tierhouse.dag_defaults import DAG_SETTINGS, REGRADED_POLICIES, TIMEZONE
+from tierhouse.orchestration import pipeline
+from tierhouse.orchestration.assets import PUBLISHED_TIERS
+from tierhouse.orchestration.defaults import DAG_SETTINGS, REGRADED_POLICIES, TIMEZONE
 
 # The base list is confirmed 5 working days after the month's initial list; Golden Week can
 # stretch that to two weeks, so the sensor waits up to three.

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-from tierhouse import pipeline
-from tierhouse.assets import PUBLISHED_TIERS
-from tierhouse.dag_defaults import DAG_SETTINGS, TIMEZONE
+from tierhouse.orchestration import pipeline
+from tierhouse.orchestration.assets import PUBLISHED_TIERS
+from tierhouse.orchestration.defaults import DAG_SETTINGS, TIMEZONE
 
 
 @dag(

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tierhouse.privacy import KEY_ENV, PII_KEY_ENV
+from tierhouse.privacy.crypto import KEY_ENV, PII_KEY_ENV
 from tierhouse.settings import PROJECT_ROOT
-from tierhouse.warehouse import EmbeddedWarehouse, WarehouseUrl, connect, resolve_url, session, wait_until_ready
+from tierhouse.warehouse.connection import EmbeddedWarehouse, WarehouseUrl, connect, resolve_url, session, wait_until_ready
 
 # Loaders pseudonymise phone numbers; the tests bring their own throw-away key.
 os.environ.setdefault(KEY_ENV, secrets.token_hex(32))
@@ -62,11 +62,11 @@ def scratch_db(server_url: WarehouseUrl) -> Iterator[WarehouseUrl]:
 class GradedWarehouse:
     url: WarehouseUrl
     data_dir: Path
-    airflow: object  # tierhouse.runner.LocalAirflow
+    airflow: object  # tierhouse.orchestration.local_airflow.LocalAirflow
     ingest_run: object
     grading_run: object
     period: str
-    generated: object  # tierhouse.generate.GeneratedCounts
+    generated: object  # tierhouse.devtools.generate.GeneratedCounts
 
 
 @pytest.fixture(scope="session")
@@ -74,9 +74,9 @@ def graded_warehouse(server_url: WarehouseUrl, tmp_path_factory: pytest.TempPath
     """Sample data pushed through the real ingest and grading DAGs, once per session."""
     from datetime import date
 
-    from tierhouse.generate import generate
-    from tierhouse.ingest import seed_shop_database
-    from tierhouse.runner import LocalAirflow, dags_test
+    from tierhouse.devtools.generate import generate
+    from tierhouse.ingest.loaders import seed_shop_database
+    from tierhouse.orchestration.local_airflow import LocalAirflow, dags_test
 
     name = f"tierhouse_e2e_{os.getpid()}"
     _admin(server_url, f'drop database if exists "{name}" with (force)')

@@ -13,8 +13,9 @@ import psycopg2
 import pytest
 
 from tests.conftest import GradedWarehouse, query
-from tierhouse import access, dsr, privacy, settings
-from tierhouse.warehouse import connect
+from tierhouse import settings
+from tierhouse.privacy import access, crypto, dsr
+from tierhouse.warehouse.connection import connect
 
 pytestmark = pytest.mark.e2e
 
@@ -121,7 +122,7 @@ def test_personal_data_is_encrypted_at_rest_and_read_only_through_the_logged_pat
         personal = dsr.read_personal_data(cur, member, "Chen Jing (steward)", "customer asked for their data")
     assert {row["field"] for row in personal} >= {"name", "phone", "address"}
     phones = [row["value"] for row in personal if row["field"] == "phone" and row["value"]]
-    assert phones and all(privacy.normalise_phone(p) == p for p in phones)
+    assert phones and all(crypto.normalise_phone(p) == p for p in phones)
     assert query(
         url, "select requested_by, customer_key, reason, database_role from audit.access_log order by access_id desc limit 1"
     ) == [("Chen Jing (steward)", member, "customer asked for their data", "steward")]
@@ -133,8 +134,8 @@ def test_personal_data_is_encrypted_at_rest_and_read_only_through_the_logged_pat
         query(url, "delete from audit.access_log")
     # a ciphertext moved to another column, or read with another key, does not decrypt
     ((token,),) = query(url, "select name from pii.crm_members where member_id = %s and name is not null limit 1", (member,))
-    with pytest.raises(privacy.DecryptionError):
-        privacy.decrypt(token, "pii.crm_members.address")
+    with pytest.raises(crypto.DecryptionError):
+        crypto.decrypt(token, "pii.crm_members.address")
 
 
 def _every_text_value_containing(url, needle: str) -> list[str]:
@@ -152,7 +153,7 @@ def _every_text_value_containing(url, needle: str) -> list[str]:
 
 
 def test_the_keys_are_never_in_the_database_the_repository_or_the_logs(governed: GradedWarehouse) -> None:
-    for env in (privacy.KEY_ENV, privacy.PII_KEY_ENV):
+    for env in (crypto.KEY_ENV, crypto.PII_KEY_ENV):
         key = os.environ[env]
         assert _every_text_value_containing(governed.url, key) == [], env
         assert key not in governed.ingest_run.output and key not in governed.grading_run.output, env
@@ -177,7 +178,7 @@ def test_a_dictionary_of_plain_hashes_of_phone_numbers_finds_no_stored_key(gover
     }
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute("select distinct phone from pii.crm_members where phone is not null")
-        real = [privacy.decrypt(token, "pii.crm_members.phone") for (token,) in cur.fetchall()]
+        real = [crypto.decrypt(token, "pii.crm_members.phone") for (token,) in cur.fetchall()]
     assert len(stored) > 100 and real
     # the attacker's dictionary: every real number plus 300k other plausible mobiles, in the
     # spellings a careless implementation might hash
@@ -195,7 +196,7 @@ def test_a_dictionary_of_plain_hashes_of_phone_numbers_finds_no_stored_key(gover
                     found += 1
     assert found == 0
     # ...while the keyed hash with the secret does give the stored keys, so the test can fail
-    assert {privacy.pseudonymise("phone", number).split(":", 1)[1] for number in real} <= stored
+    assert {crypto.pseudonymise("phone", number).split(":", 1)[1] for number in real} <= stored
 
 
 def test_each_loaded_file_is_written_as_the_loader_role(governed: GradedWarehouse) -> None:

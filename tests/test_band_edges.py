@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import yaml
 
-from tests import band_edges
-from tierhouse import policy
+from tierhouse.devtools import band_edges
+from tierhouse.grading import policy
 
 
 def test_generated_unit_tests_are_current_with_the_policy_files() -> None:
-    assert band_edges.TARGET.read_text() == band_edges.render(), "run: .venv/bin/python -m tests.band_edges"
+    assert band_edges.TARGET.read_text() == band_edges.render(), "run: .venv/bin/python -m tierhouse.devtools.band_edges"
 
 
 def test_every_threshold_of_every_policy_has_its_three_edge_cases() -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tierhouse import settings
-from tierhouse.runner import airflow_env
-from tierhouse.warehouse import WarehouseUrl
+from tierhouse.orchestration.local_airflow import airflow_env
+from tierhouse.warehouse.connection import WarehouseUrl
 
 EXPECTED_DAGS = {
     "tierhouse_ingest", "tierhouse_grading", "tierhouse_review", "tierhouse_quarterly", "tierhouse_appeals", "tierhouse_backfill",

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tierhouse import settings
-from tierhouse.dbt_project_check import (
+from tierhouse.devtools.dbt_project_check import (
     DEFAULT_EXCEPTIONS,
     RULES,
     ProjectException,

@@ -12,10 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import query
-from tierhouse import deidentification, quality
-from tierhouse.deidentification import ExemptionError, Leak
+from tierhouse.grading import quality
+from tierhouse.privacy import deidentification
+from tierhouse.privacy.deidentification import ExemptionError, Leak
 from tierhouse.settings import EXPECTATIONS_DIR
-from tierhouse.warehouse import WarehouseUrl
+from tierhouse.warehouse.connection import WarehouseUrl
 
 CUSTOMER_NAMES = ["张伟", "欧阳娜娜", "Wang Fang", "王"]  # "王" alone is too short to mean anyone
 

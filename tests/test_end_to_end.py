@@ -10,12 +10,15 @@ import psycopg2
 import pytest
 
 from tests.conftest import GradedWarehouse, query
-from tierhouse import appeals, history, pipeline, policy, quality, regrade, review, settings
-from tierhouse.explain import explain
-from tierhouse.ingest import load_report
-from tierhouse.publish import parse_period, tier_summary
-from tierhouse.runner import dags_test, task_states
-from tierhouse.transform import run_dbt
+from tierhouse import settings
+from tierhouse.grading import policy, quality
+from tierhouse.grading.explain import explain
+from tierhouse.grading.transform import run_dbt
+from tierhouse.ingest.loaders import load_report
+from tierhouse.lifecycle import appeals, history, regrade, review
+from tierhouse.lifecycle.publish import parse_period, tier_summary
+from tierhouse.orchestration import pipeline
+from tierhouse.orchestration.local_airflow import dags_test, task_states
 
 pytestmark = pytest.mark.e2e
 P1 = "highend_flower"

@@ -7,9 +7,9 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-from tierhouse import ingest, parsing
-from tierhouse.generate import STORES, generate
-from tierhouse.sources import POS, SOURCES
+from tierhouse.devtools.generate import STORES, generate
+from tierhouse.ingest import loaders, parsing
+from tierhouse.ingest.sources import POS, SOURCES
 
 END = date(2026, 11, 1)
 
@@ -27,7 +27,7 @@ def parse_everything(root: Path) -> tuple[Counter, Counter]:
     loaded, rejected = Counter(), Counter()
     for source in SOURCES.values():
         for path in sorted((root / source.subdir).rglob("*.csv")):
-            load = parsing.parse_export(source, path.name, path.read_bytes(), known_stores=ingest.known_store_codes())
+            load = parsing.parse_export(source, path.name, path.read_bytes(), known_stores=loaders.known_store_codes())
             load.reconcile()
             loaded[source.name] += len(load.good_rows)
             rejected.update(f"{source.name}:{r.reason_code}" for r in load.rejections)

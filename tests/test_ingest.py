@@ -11,10 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import query
-from tierhouse import ingest, parsing, privacy, sources
-from tierhouse.generate import POS_COLUMNS
+from tierhouse.devtools.generate import POS_COLUMNS
+from tierhouse.ingest import loaders, parsing, sources
+from tierhouse.ingest.sources import POS
+from tierhouse.privacy import crypto
 from tierhouse.settings import PROJECT_ROOT
-from tierhouse.sources import POS
 
 HEADER = ",".join(POS_COLUMNS)
 NOW = datetime(2026, 11, 2, 12, 0)
@@ -148,10 +149,10 @@ def write_export(root: Path, name: str, *lines: str) -> Path:
 
 def test_loading_the_same_file_twice_is_a_no_op(scratch_db, tmp_path: Path) -> None:
     write_export(tmp_path, "SH01_20261001.csv", pos_line(), pos_line(line_no="2", amount="oops"))
-    first = ingest.load_pos_exports(scratch_db, tmp_path)
+    first = loaders.load_pos_exports(scratch_db, tmp_path)
     assert (first.files_loaded, first.rows_loaded, first.rows_quarantined) == (1, 1, 1)
     stamp = query(scratch_db, "select loaded_at from raw.load_manifest")
-    second = ingest.load_pos_exports(scratch_db, tmp_path)
+    second = loaders.load_pos_exports(scratch_db, tmp_path)
     assert second.files_loaded == 0
     assert query(scratch_db, "select loaded_at from raw.load_manifest") == stamp
     assert query(scratch_db, "select count(*) from raw.pos_sales_lines") == [(1,)]
@@ -161,9 +162,9 @@ def test_loading_the_same_file_twice_is_a_no_op(scratch_db, tmp_path: Path) -> N
 def test_a_changed_file_replaces_its_own_rows(scratch_db, tmp_path: Path) -> None:
     write_export(tmp_path, "SH01_20261001.csv", pos_line(), pos_line(line_no="2", amount="oops"))
     write_export(tmp_path, "SH01_20261002.csv", pos_line(receipt="SH01-2", sold_at="2026-10-02 10:00:00"))
-    ingest.load_pos_exports(scratch_db, tmp_path)
+    loaders.load_pos_exports(scratch_db, tmp_path)
     write_export(tmp_path, "SH01_20261001.csv", pos_line(amount="900.00"), pos_line(line_no="2"), pos_line(line_no="3"))
-    summary = ingest.load_pos_exports(scratch_db, tmp_path)
+    summary = loaders.load_pos_exports(scratch_db, tmp_path)
     assert summary.files_loaded == 1
     assert query(scratch_db, "select _source_file, count(*), sum(amount) from raw.pos_sales_lines group by 1 order by 1") == [
         ("SH01/SH01_20261001.csv", 3, Decimal("2660.00")),
@@ -178,7 +179,7 @@ def test_loading_garbage_files_never_crashes_and_reconciles(scratch_db, tmp_path
     root = tmp_path_factory.mktemp("garbage")
     (root / "SH01").mkdir()
     (root / "SH01" / "g.csv").write_bytes(HEADER.encode() + b"\n" + pos_line().encode() + b"\n" + body)
-    ingest.load_pos_exports(scratch_db, root)
+    loaders.load_pos_exports(scratch_db, root)
     (row,) = query(
         scratch_db,
         "select rows_read, rows_loaded + rows_quarantined, (select count(*) from raw.quarantine where file_name = 'SH01/g.csv')"
@@ -191,7 +192,7 @@ def test_loading_garbage_files_never_crashes_and_reconciles(scratch_db, tmp_path
 def test_a_line_already_delivered_by_another_file_is_quarantined_as_duplicate(scratch_db, tmp_path: Path) -> None:
     write_export(tmp_path, "SH01_20261001.csv", pos_line())
     write_export(tmp_path, "SH01_20261002.csv", pos_line(), pos_line(receipt="SH01-2"))
-    summary = ingest.load_pos_exports(scratch_db, tmp_path)
+    summary = loaders.load_pos_exports(scratch_db, tmp_path)
     assert (summary.rows_loaded, summary.rows_quarantined) == (2, 1)
     assert query(scratch_db, "select file_name, reason_code, detail from raw.quarantine") == [
         ("SH01/SH01_20261002.csv", "duplicate_order_id", "SH01-1/1 already loaded from SH01/SH01_20261001.csv")
@@ -216,11 +217,11 @@ def test_shop_extraction_is_incremental_and_picks_up_late_refunds(scratch_db, tm
         "order_id,line_no,sku,business_line,customization_level,quantity,unit_price,amount\n"
         "W1,1,A,wedding,bespoke,1,5000.00,5000.00\nW2,1,B,anniversary,standard,2,300.00,600.00\n"
     )
-    ingest.seed_shop_database(scratch_db, shop)
-    assert ingest.extract_shop_orders(scratch_db).rows_loaded == 2
-    assert ingest.extract_shop_orders(scratch_db).files_seen == 0  # nothing new
+    loaders.seed_shop_database(scratch_db, shop)
+    assert loaders.extract_shop_orders(scratch_db).rows_loaded == 2
+    assert loaders.extract_shop_orders(scratch_db).files_seen == 0  # nothing new
     query(scratch_db, "update shop.orders set status = 'refunded', updated_at = '2026-10-20 09:00' where order_id = 'W1'")
-    late = ingest.extract_shop_orders(scratch_db)
+    late = loaders.extract_shop_orders(scratch_db)
     assert (late.files_seen, late.rows_loaded) == (1, 1)
     assert query(scratch_db, "select order_id, status from raw.shop_orders order by 1") == [
         ("W1", "refunded"),
@@ -242,7 +243,7 @@ def test_crm_personal_data_lands_only_in_pii_and_phones_as_keys(scratch_db, tmp_
             "M3,李娜,12345,杭州市,individual,是,2026-09-03 10:00:00,否,,2026-09-03 10:00:00\r\n"
         ).encode("utf-8-sig")
     )
-    summary = ingest.load_exports(scratch_db, sources.CRM, tmp_path)
+    summary = loaders.load_exports(scratch_db, sources.CRM, tmp_path)
     assert (summary.rows_loaded, summary.rows_quarantined) == (2, 1)
     raw_columns = {
         c
@@ -257,25 +258,25 @@ def test_crm_personal_data_lands_only_in_pii_and_phones_as_keys(scratch_db, tmp_
         assert personal not in raw_text
     # the restricted copy is encrypted at rest; with the key it reads back as loaded
     stored = query(scratch_db, "select member_id, name, phone from pii.crm_members order by 1")
-    assert all(privacy.is_encrypted(name) and privacy.is_encrypted(phone) for _, name, phone in stored)
+    assert all(crypto.is_encrypted(name) and crypto.is_encrypted(phone) for _, name, phone in stored)
     assert [
-        (member, privacy.decrypt(name, "pii.crm_members.name"), privacy.decrypt(phone, "pii.crm_members.phone"))
+        (member, crypto.decrypt(name, "pii.crm_members.name"), crypto.decrypt(phone, "pii.crm_members.phone"))
         for member, name, phone in stored
     ] == [("M1", "张伟", "13800138000"), ("M2", "某某花艺有限公司", "13900139000")]
     (key,) = query(scratch_db, "select phone_key from raw.crm_members where member_id = 'M1'")
-    assert key[0] == privacy.pseudonymise("phone", "13800138000")
+    assert key[0] == crypto.pseudonymise("phone", "13800138000")
     assert query(scratch_db, "select reason_code from raw.quarantine") == [("invalid_value",)]
 
 
 def test_the_documented_import_example_loads_cleanly_and_only_once(scratch_db, tmp_path: Path) -> None:
     example = PROJECT_ROOT / "docs" / "examples" / "orders_import_example.csv"
-    first = ingest.import_order_file(scratch_db, example, landing=tmp_path)
+    first = loaders.import_order_file(scratch_db, example, landing=tmp_path)
     assert (first.rows_loaded, first.rows_quarantined) == (5, 0)
-    assert ingest.import_order_file(scratch_db, example, landing=tmp_path).files_loaded == 0
+    assert loaders.import_order_file(scratch_db, example, landing=tmp_path).files_loaded == 0
     assert query(scratch_db, "select count(*), sum(amount), count(phone_key) from raw.imported_order_lines") == [
         (5, Decimal("31080.00"), 2)
     ]
-    (report,) = ingest.load_report(scratch_db)
+    (report,) = loaders.load_report(scratch_db)
     assert report.reconciled and report.source == "imports"
 
 
@@ -284,19 +285,19 @@ def test_a_load_killed_mid_file_leaves_nothing_and_a_rerun_completes_it(
 ) -> None:
     write_export(tmp_path, "SH01_20261001.csv", pos_line(), pos_line(line_no="2"))
     write_export(tmp_path, "SH01_20261002.csv", pos_line(receipt="SH01-2"), pos_line(receipt="SH01-2", amount="x"))
-    real_record = ingest._record_load
+    real_record = loaders._record_load
 
     def dies_on_second_file(cur, source, load, personal):
         if load.file_name.endswith("20261002.csv"):
             raise KeyboardInterrupt("worker killed")  # after the rows were copied, before the manifest
         real_record(cur, source, load, personal)
 
-    monkeypatch.setattr(ingest, "_record_load", dies_on_second_file)
+    monkeypatch.setattr(loaders, "_record_load", dies_on_second_file)
     with pytest.raises(KeyboardInterrupt):
-        ingest.load_pos_exports(scratch_db, tmp_path)
+        loaders.load_pos_exports(scratch_db, tmp_path)
     assert query(scratch_db, "select distinct _source_file from raw.pos_sales_lines") == [("SH01/SH01_20261001.csv",)]
     assert query(scratch_db, "select count(*) from raw.quarantine") == [(0,)]
-    monkeypatch.setattr(ingest, "_record_load", real_record)
-    rerun = ingest.load_pos_exports(scratch_db, tmp_path)
+    monkeypatch.setattr(loaders, "_record_load", real_record)
+    rerun = loaders.load_pos_exports(scratch_db, tmp_path)
     assert (rerun.files_loaded, rerun.rows_loaded, rerun.rows_quarantined) == (1, 1, 1)
     assert query(scratch_db, "select count(*) from raw.pos_sales_lines") == [(3,)]

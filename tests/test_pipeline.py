@@ -6,8 +6,8 @@ from datetime import date, datetime
 
 import pytest
 
-from tierhouse.pipeline import grading_months, quarter_to_regrade, resolve_period
-from tierhouse.publish import parse_period
+from tierhouse.lifecycle.publish import parse_period
+from tierhouse.orchestration.pipeline import grading_months, quarter_to_regrade, resolve_period
 
 
 def test_an_explicit_period_wins() -> None:

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from tests.conftest import query
-from tierhouse import policy, settings
+from tierhouse import settings
+from tierhouse.grading import policy
 
 SHIPPED = settings.POLICIES_DIR / "highend_flower" / "v1.yml"
 
@@ -185,8 +186,8 @@ def test_p1_art9_regrade_rules_and_calendars_come_from_the_policy_files() -> Non
 
 
 def test_the_dags_grade_every_shipped_policy() -> None:
-    from tierhouse.dag_defaults import GRADED_POLICIES, REGRADED_POLICIES
-    from tierhouse.regrade import regraded_policies
+    from tierhouse.lifecycle.regrade import regraded_policies
+    from tierhouse.orchestration.defaults import GRADED_POLICIES, REGRADED_POLICIES
 
     assert sorted(GRADED_POLICIES) == sorted({p.name for p in policy.discover()})
     assert [p.name for p in regraded_policies()] == REGRADED_POLICIES

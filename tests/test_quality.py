@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import query
-from tierhouse import quality
+from tierhouse.grading import quality
 
 MART_DDL = """
 create schema marts;

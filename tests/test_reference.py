@@ -10,13 +10,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests import reference_grading as ref
 from tests.conftest import GradedWarehouse, query
-from tierhouse import access, ingest, policy
-from tierhouse.generate import generate
-from tierhouse.sources import SOURCES
-from tierhouse.transform import run_dbt
-from tierhouse.warehouse import WarehouseUrl
+from tierhouse.devtools import reference_grading as ref
+from tierhouse.devtools.generate import generate
+from tierhouse.grading import policy
+from tierhouse.grading.transform import run_dbt
+from tierhouse.ingest import loaders
+from tierhouse.ingest.sources import SOURCES
+from tierhouse.privacy import access
+from tierhouse.warehouse.connection import WarehouseUrl
 
 pytestmark = pytest.mark.e2e
 PERIODS = [date(2026, 10, 1), date(2026, 4, 1), date(2025, 11, 1)]
@@ -64,10 +66,10 @@ def test_dbt_matches_the_reference_on_the_end_to_end_data(graded_warehouse: Grad
 @pytest.mark.parametrize("seed", [11, 29])
 def test_dbt_matches_the_reference_on_other_seeds(seed: int, scratch_db: WarehouseUrl, tmp_path: Path) -> None:
     generate(tmp_path, 150, 30, seed, date(2026, 11, 1))
-    ingest.seed_shop_database(scratch_db, tmp_path / "shop")
+    loaders.seed_shop_database(scratch_db, tmp_path / "shop")
     for source in SOURCES.values():
-        ingest.load_exports(scratch_db, source, tmp_path / source.subdir)
-    ingest.extract_shop_orders(scratch_db)
+        loaders.load_exports(scratch_db, source, tmp_path / source.subdir)
+    loaders.extract_shop_orders(scratch_db)
     policy.load_policies(scratch_db, list(POLICIES.values()))
     access.apply(scratch_db)  # dbt runs as the transformer role
     assert run_dbt(dataclasses.replace(scratch_db), "build", "--quiet", "--exclude", "test_type:unit").returncode == 0

@@ -3,7 +3,7 @@ policy file, so `dim_policy_tiers` can publish it to the service teams as the po
 
 from __future__ import annotations
 
-from tierhouse import policy
+from tierhouse.grading import policy
 
 
 def _service_plans(name: str) -> dict[str, dict]:

@@ -11,9 +11,9 @@ from datetime import datetime
 import pytest
 
 from tests.conftest import GradedWarehouse, query
-from tierhouse import access, dsr
-from tierhouse.transform import run_dbt
-from tierhouse.warehouse import connect
+from tierhouse.grading.transform import run_dbt
+from tierhouse.privacy import access, dsr
+from tierhouse.warehouse.connection import connect
 
 pytestmark = pytest.mark.e2e
 P1 = "highend_flower"

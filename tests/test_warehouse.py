@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tierhouse.warehouse import EmbeddedWarehouse, WarehouseError, WarehouseUrl, connect, resolve_url
+from tierhouse.warehouse.connection import EmbeddedWarehouse, WarehouseError, WarehouseUrl, connect, resolve_url
 
 
 def test_url_round_trips_and_escapes_passwords() -> None:

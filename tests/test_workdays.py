@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from tierhouse.workdays import CalendarUnavailable, add_working_days, is_working_day, working_days_between
+from tierhouse.lifecycle.workdays import CalendarUnavailable, add_working_days, is_working_day, working_days_between
 
 
 def test_national_day_week_is_not_worked_and_the_adjusted_saturday_is() -> None:

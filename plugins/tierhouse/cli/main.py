@@ -1,0 +1,429 @@
+"""``tierhouse`` command line: warehouse, sample data, dbt, DAG runs and the tier summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from tierhouse import settings
+
+#: The generator's default end: data runs through October 2026, so October is the demo period.
+DEMO_DATA_END = date(2026, 11, 1)
+DEMO_PERIOD = "2026-10"
+DEMO_QUARTER_END = "2026-09"
+DEMO_BACKFILL = {"start": "2026-07", "end": DEMO_PERIOD}
+
+
+def _url():
+    from tierhouse.warehouse.connection import resolve_url, wait_until_ready
+
+    url = resolve_url()
+    wait_until_ready(url)
+    return url
+
+
+def cmd_warehouse(args: argparse.Namespace) -> int:
+    from tierhouse.warehouse.connection import EmbeddedWarehouse, resolve_url
+
+    embedded = EmbeddedWarehouse()
+    if args.action == "start":
+        print(f"warehouse: {_url().redacted()}")
+    elif args.action == "stop":
+        embedded.stop()
+        print("embedded warehouse stopped")
+    elif args.action == "status":
+        print("running" if embedded.is_running() else "stopped", f"({embedded.pgdata})")
+    elif args.action == "url":
+        url = resolve_url(start_embedded=False)
+        print(url.url() if args.show_password else url.redacted())
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tierhouse.devtools.generate import generate
+
+    counts = generate(Path(args.out), args.customers, args.months, args.seed, date.fromisoformat(args.end))
+    print(json.dumps(counts.__dict__))
+    return 0
+
+
+def cmd_seed_shop(args: argparse.Namespace) -> int:
+    from tierhouse.ingest.loaders import seed_shop_database
+
+    print(f"shop database: {seed_shop_database(_url(), Path(args.dir))} orders")
+    return 0
+
+
+def cmd_import_orders(args: argparse.Namespace) -> int:
+    from tierhouse.ingest.loaders import format_load_report, import_order_file, load_report
+
+    _local_keys()
+    path = Path(args.file)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    url = _url()
+    summary = import_order_file(url, path)
+    print(f"{path.name}: {summary.rows_loaded} lines loaded, {summary.rows_quarantined} quarantined")
+    print(format_load_report([r for r in load_report(url) if r.source == "imports"]))
+    return 0 if summary.rows_quarantined == 0 else 3
+
+
+def cmd_loads(_args: argparse.Namespace) -> int:
+    from tierhouse.ingest.loaders import format_load_report, load_report
+
+    reports = load_report(_url())
+    print(format_load_report(reports))
+    return 0 if all(r.reconciled for r in reports) else 1
+
+
+def cmd_dbt(args: argparse.Namespace) -> int:
+    from tierhouse.grading.transform import run_dbt
+
+    return run_dbt(_url(), *args.dbt_args, check=False).returncode
+
+
+def cmd_manifest(_args: argparse.Namespace) -> int:
+    """``dbt parse`` needs no database: the profile's defaults are enough to render it."""
+    import subprocess
+
+    from tierhouse.grading.transform import dbt_executable
+
+    cmd = [
+        dbt_executable(),
+        "parse",
+        "--project-dir",
+        str(settings.DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(settings.DBT_PROJECT_DIR),
+    ]
+    return subprocess.run(cmd, check=False).returncode
+
+
+def cmd_run_dag(args: argparse.Namespace) -> int:
+    from tierhouse.orchestration.local_airflow import LocalAirflow, dags_test
+
+    result = dags_test(LocalAirflow(_url()), args.dag_id, args.logical_date, json.loads(args.conf) if args.conf else None)
+    print(f"{args.dag_id}: run {result.run_id} ended {result.state}")
+    return 0 if result.succeeded else 1
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from tierhouse.lifecycle.publish import format_summary, parse_period, tier_summary
+
+    period_month = parse_period(args.period)
+    rows = tier_summary(_url(), args.policy, period_month)
+    print(format_summary(args.policy, period_month, rows))
+    return 0 if rows else 1
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from tierhouse.grading.explain import explain
+    from tierhouse.lifecycle.publish import parse_period
+
+    period = parse_period(args.period) if args.period else None
+    print(explain(_url(), args.customer, args.policy, period))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from tierhouse.lifecycle.history import customer_history, format_history
+
+    print(format_history(args.customer, customer_history(_url(), args.customer)))
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from tierhouse.lifecycle.publish import parse_period
+    from tierhouse.lifecycle.review import add_review, confirm_due_lists
+
+    url = _url()
+    if args.action == "add":
+        missing = [name for name in ("policy", "period", "customer", "tier", "reviewer", "reason") if not getattr(args, name)]
+        if missing:
+            raise ValueError(f"review add needs --{' --'.join(missing)}")
+        review_id = add_review(url, args.policy, parse_period(args.period), args.customer, args.tier, args.reviewer, args.reason)
+        print(f"review {review_id} recorded")
+    else:
+        today = date.fromisoformat(args.today) if args.today else date.today()
+        for outcome in confirm_due_lists(url, today):
+            print(f"confirmed run {outcome.run_id}: {outcome.rows} customers")
+    return 0
+
+
+def cmd_appeal(args: argparse.Namespace) -> int:
+    from tierhouse.lifecycle import appeals
+    from tierhouse.lifecycle.publish import parse_period
+
+    url = _url()
+    if args.action == "file":
+        missing = [name for name in ("policy", "period", "customer", "request", "recorded_by") if not getattr(args, name)]
+        if missing:
+            raise ValueError(f"appeal file needs --{' --'.join(m.replace('_', '-') for m in missing)}")
+        appeal_id, due_on = appeals.file_appeal(
+            url, args.policy, parse_period(args.period), args.customer, args.request, args.recorded_by, args.channel
+        )
+        print(f"appeal {appeal_id} recorded; answer due by {due_on}")
+    elif args.action == "answer":
+        missing = [name for name in ("appeal_id", "answered_by", "basis") if not getattr(args, name)]
+        if missing:
+            raise ValueError(f"appeal answer needs --{' --'.join(m.replace('_', '-') for m in missing)}")
+        outcome = appeals.answer_appeal(url, args.appeal_id, args.answered_by, args.basis, args.tier)
+        print(f"appeal {args.appeal_id} answered: " + (f"corrected, list {outcome.run_id} published" if outcome else "upheld"))
+    else:
+        states = appeals.appeal_states(url)
+        for state in states:
+            print(
+                f"{state.appeal_id}  {state.policy} {state.period_month:%Y-%m} {state.customer_key:<12} received"
+                f" {state.received_at:%Y-%m-%d} due {state.due_on}  {state.status}{' (' + state.outcome + ')' if state.outcome else ''}"
+            )
+        if not states:
+            print("no appeals")
+        return 1 if any(state.status == "overdue" for state in states) else 0
+    return 0
+
+
+def _local_keys() -> None:
+    """Against the embedded warehouse, use its local keys unless the environment brings its own."""
+    from tierhouse.privacy.crypto import KEY_ENV, ensure_local_key
+
+    if not os.environ.get(KEY_ENV) and not os.environ.get("WAREHOUSE_URL"):
+        os.environ.update(ensure_local_key())
+
+
+def cmd_dsr(args: argparse.Namespace) -> int:
+    from tierhouse.orchestration import pipeline
+
+    _local_keys()
+    result = pipeline.data_subject_request(
+        args.kind, args.customer, args.requested_by, args.reason, args.field, args.value, args.out, url=_url()
+    )
+    print(result)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from tierhouse.grading.quality import run_checkpoint
+
+    params = dict(item.split("=", 1) for item in args.param)
+    outcome = run_checkpoint(_url(), args.checkpoint, params)
+    for failure in outcome.failures:
+        print(f"FAILED {failure}")
+    print(f"{args.checkpoint}: {'passed' if outcome.success else 'FAILED'} ({outcome.evaluated} expectations)")
+    return 0 if outcome.success else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Warehouse, sample data, both DAGs for real, then the tier summary."""
+    from tierhouse.devtools.generate import generate
+    from tierhouse.ingest.loaders import format_load_report, load_report, seed_shop_database
+    from tierhouse.lifecycle.appeals import answer_appeal, file_appeal
+    from tierhouse.lifecycle.history import customer_history, format_history, format_lists
+    from tierhouse.lifecycle.publish import format_summary, parse_period, tier_summary
+    from tierhouse.lifecycle.review import add_review, review_window
+    from tierhouse.orchestration.local_airflow import LocalAirflow, dags_test
+    from tierhouse.privacy.access import format_role_check
+    from tierhouse.warehouse.connection import connect
+
+    started = time.monotonic()
+    url = _url()
+    print(f"[demo] warehouse {url.redacted()}")
+    data_dir = settings.DATA_DIR
+    wanted = {"customers": args.customers, "months": args.months, "seed": args.seed, "end": DEMO_DATA_END.isoformat()}
+    marker = data_dir / ".generated.json"
+    if marker.exists() and json.loads(marker.read_text()) == wanted:
+        print(f"[demo] sample data in {data_dir} already generated with {wanted}")
+    else:
+        counts = generate(data_dir, args.customers, args.months, args.seed, DEMO_DATA_END)
+        marker.write_text(json.dumps(wanted))
+        print(f"[demo] generated {counts}")
+    print(f"[demo] shop database holds {seed_shop_database(url, data_dir / 'shop')} online orders")
+
+    airflow = LocalAirflow(url)
+
+    def run(dag_id: str, logical_date: str | None = None, conf: dict | None = None) -> bool:
+        print(f"[demo] airflow dags test {dag_id} {logical_date or ''} {json.dumps(conf) if conf else ''}", flush=True)
+        result = dags_test(airflow, dag_id, logical_date, conf, echo=args.verbose)
+        print(f"[demo] {dag_id}: {result.state} (run {result.run_id})")
+        if not result.succeeded:
+            print(result.output[-8000:])
+        return result.succeeded
+
+    # The ingest run for 2 Nov loads the business day of 1 Nov, which completes October; the
+    # backfill then grades July to October in order (P2 and P3 list September, a quarter end).
+    if not (run("tierhouse_ingest", "2026-11-02") and run("tierhouse_backfill", conf=DEMO_BACKFILL)):
+        return 1
+    print()
+    print(format_load_report(load_report(url)))
+
+    p1, october = "highend_flower", parse_period(DEMO_PERIOD)
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select min(customer_key) filter (where tier = 'none'), min(customer_key) filter (where tier = 'potential')"
+            " from published.customer_tiers where policy = %s and period_month = %s",
+            (p1, october),
+        )
+        reviewed, appellant = cur.fetchone()
+    add_review(url, p1, october, reviewed, "potential", "Demo Reviewer", "wedding season pipeline confirmed by the store manager")
+    print(f"\n[demo] review: {reviewed} none -> potential on the {DEMO_PERIOD} initial list (Art. 8)")
+    # The review window is 5 mainland-China working days from today; the review DAG is run as
+    # of the day after it closes, which confirms every list published above.
+    _, deadline = review_window(url, p1, october)
+    if not run("tierhouse_review", (deadline + timedelta(days=1)).isoformat()):
+        return 1
+    if not run("tierhouse_quarterly", conf={"quarter_end": DEMO_QUARTER_END}):
+        return 1
+    appeal_id, due_on = file_appeal(
+        url, p1, october, appellant, "customer says a wedding order booked as a guest checkout is missing", "Demo Service Desk"
+    )
+    answer_appeal(
+        url, appeal_id, "Demo Service Lead",
+        "guest-checkout order matched to the member by phone; spend and frequency meet the high tier", new_tier="high",
+    )  # fmt: skip
+    print(f"[demo] appeal {appeal_id[:8]}: {appellant} potential -> high on the {DEMO_PERIOD} list, answered before {due_on}")
+    if not run("tierhouse_appeals", datetime.now().strftime("%Y-%m-%d")):
+        return 1
+
+    for policy, period in (
+        (p1, DEMO_QUARTER_END), (p1, DEMO_PERIOD), ("service_levels", DEMO_QUARTER_END), ("abcd", DEMO_QUARTER_END)
+    ):  # fmt: skip
+        print()
+        print(format_summary(policy, parse_period(period), tier_summary(url, policy, parse_period(period))))
+    print()
+    print(format_lists(url))
+    print()
+    print(format_role_check(url))
+    print()
+    print(format_history(appellant, customer_history(url, appellant)))
+    print(f"\n[demo] done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tierhouse", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("warehouse", help="start, stop or show the warehouse")
+    p.add_argument("action", choices=["start", "stop", "status", "url"])
+    p.add_argument("--show-password", action="store_true")
+    p.set_defaults(func=cmd_warehouse)
+
+    p = sub.add_parser("generate", help="write deterministic synthetic sources")
+    p.add_argument("--customers", type=int, default=400)
+    p.add_argument("--months", type=int, default=36)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--end", default=DEMO_DATA_END.isoformat(), help="first day after the generated data")
+    p.add_argument("--out", default=str(settings.DATA_DIR))
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("seed-shop", help="fill the stand-in online shop database from generated files")
+    p.add_argument("--dir", default=str(settings.DATA_DIR / "shop"))
+    p.set_defaults(func=cmd_seed_shop)
+
+    p = sub.add_parser("import-orders", help="load your own order history (generic CSV layout, see README)")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_import_orders)
+
+    p = sub.add_parser("loads", help="what was read, loaded and quarantined per source")
+    p.set_defaults(func=cmd_loads)
+
+    p = sub.add_parser("dbt", help="run dbt against the warehouse, e.g. `tierhouse dbt build`")
+    p.add_argument("dbt_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_dbt)
+
+    p = sub.add_parser("manifest", help="pre-build dbt_project/target/manifest.json for Cosmos")
+    p.set_defaults(func=cmd_manifest)
+
+    p = sub.add_parser("run-dag", help="run one DAG end to end with `airflow dags test`")
+    p.add_argument("dag_id")
+    p.add_argument("--logical-date")
+    p.add_argument("--conf", help="JSON run configuration")
+    p.set_defaults(func=cmd_run_dag)
+
+    p = sub.add_parser("summary", help="print the published tier summary")
+    p.add_argument("--policy", default="highend_flower")
+    p.add_argument("--period", default=DEMO_PERIOD)
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("explain", help="why a customer has their tier: indicators, bands, points, rules")
+    p.add_argument("customer")
+    p.add_argument("--policy", help="one policy (default: all)")
+    p.add_argument("--period", help="YYYY-MM (default: the latest graded month)")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("history", help="every recorded grade of a customer, with the run that produced it")
+    p.add_argument("customer")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("review", help="Art. 8 review: change a grade on an initial list, or confirm due lists")
+    p.add_argument("action", choices=["add", "confirm"])
+    p.add_argument("--policy", default="highend_flower")
+    p.add_argument("--period", help="YYYY-MM")
+    p.add_argument("--customer")
+    p.add_argument("--tier", help="the new tier")
+    p.add_argument("--reviewer")
+    p.add_argument("--reason", help="mandatory: why the grade changes")
+    p.add_argument("--today", help="YYYY-MM-DD (confirm): the day to confirm as of")
+    p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("appeal", help="Art. 9 appeals: record a re-check request, answer it, list open and overdue ones")
+    p.add_argument("action", choices=["file", "answer", "list"])
+    p.add_argument("--policy", default="highend_flower")
+    p.add_argument("--period", help="YYYY-MM: the list the customer disputes")
+    p.add_argument("--customer")
+    p.add_argument("--request", help="what the customer disputes (no personal data)")
+    p.add_argument("--channel", default="service desk")
+    p.add_argument("--recorded-by")
+    p.add_argument("--appeal-id")
+    p.add_argument("--answered-by")
+    p.add_argument("--basis", help="mandatory: the result's basis")
+    p.add_argument("--tier", help="the corrected tier (omit to uphold the grade)")
+    p.set_defaults(func=cmd_appeal)
+
+    p = sub.add_parser("dsr", help="data-subject requests: access, correction, consent withdrawal, erasure")
+    p.add_argument("kind", choices=["access", "correction", "consent_withdrawal", "erasure"])
+    p.add_argument("--customer", required=True, help="member id")
+    p.add_argument("--requested-by", required=True, help="who handles the request")
+    p.add_argument("--reason", required=True, help="the customer's request, in a sentence")
+    p.add_argument("--field", help="correction: customer_type, name, phone or address")
+    p.add_argument("--value", help="correction: the correct value")
+    p.add_argument("--out", default=str(settings.STATE_DIR / "dsr"), help="access: directory for the export")
+    p.set_defaults(func=cmd_dsr)
+
+    p = sub.add_parser("check", help="run a Great Expectations checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--param", action="append", default=[], help="key=value for the checkpoint's filters")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("demo", help="the whole pipeline on sample data, then the tier summary")
+    p.add_argument("--customers", type=int, default=400)
+    p.add_argument("--months", type=int, default=36)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--verbose", action="store_true", help="stream the Airflow logs")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a clear one-line error for the user; tracebacks stay in the logs
+        from tierhouse.grading.policy import PolicyError
+        from tierhouse.lifecycle.workdays import CalendarUnavailable
+        from tierhouse.warehouse.connection import WarehouseError
+
+        if isinstance(exc, (PolicyError, WarehouseError, ValueError, FileNotFoundError, CalendarUnavailable)):
+            print(f"tierhouse: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

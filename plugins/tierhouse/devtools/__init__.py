@@ -1,0 +1,1 @@
+"""Tools for developers, not the runtime path: sample data, benchmark, demo, project checks."""

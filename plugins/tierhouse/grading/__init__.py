@@ -1,0 +1,1 @@
+"""Grading: policy files, dbt runs, quality gates, drift, summaries and explanations."""

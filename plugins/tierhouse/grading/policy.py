@@ -1,0 +1,489 @@
+"""Grading policies as versioned data files: parse, validate, and load into ``raw``.
+
+A policy file is ``policies/<name>/v<version>.yml``. Tier rules are lists of conditions such as
+``spend >= 100000`` over the indicators that ``int_customer_period_features`` computes; a tier is
+met when all of its ``all`` conditions hold and, when it has ``any`` conditions, one of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+from tierhouse import settings
+from tierhouse.ingest import raw_schema
+from tierhouse.warehouse.connection import WarehouseUrl, connect
+
+#: Indicators the dbt feature model provides (``int_customer_indicator_values``); a test checks
+#: the two lists agree, so a rule cannot name an indicator that is never computed.
+INDICATORS = frozenset(
+    {
+        "spend",
+        "order_count",
+        "big_ticket_orders",
+        "big_ticket_share",
+        "custom_share",
+        "special_needs_share",
+        "enterprise_share",
+        "max_order_value",
+        "avg_order_value",
+        "active_months",
+        "tenure_months",
+        "repurchase_rate",
+        "on_time_payment_share",
+        "days_since_last_order",
+    }
+)
+#: Indicators of the quarterly re-grade (``int_customer_quarter_trends``): the last
+#: ``regrade.window_months`` months against the same number of months before them.
+TREND_INDICATORS = frozenset(
+    f"{when}_{measure}" for when in ("recent", "prior") for measure in ("spend", "orders", "special_orders")
+) | frozenset({"spend_growth", "order_growth", "special_order_growth"})
+QUARTER_END_MONTHS = (3, 6, 9, 12)
+CADENCES = {"monthly": (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), "quarterly": QUARTER_END_MONTHS}
+COMPOSITE = "composite_score"
+NO_TIER_RANK = 99
+SCORE_PREFIX = "score."
+REQUIRED_SETTINGS = ("window_months", "big_ticket_order_min")
+_CONDITION = re.compile(r"^\s*(?P<indicator>[a-z_]+(\.[a-z_]+)?)\s*(?P<operator>>=|<=|>|<)\s*(?P<threshold>-?\d+(\.\d+)?)\s*$")
+_FILE_NAME = re.compile(r"^v(?P<version>\d+)\.ya?ml$")
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class PolicyError(ValueError):
+    """A policy file is malformed; the message names the file, the key and the problem."""
+
+    def __init__(self, path: Path, key: str, problem: str) -> None:
+        super().__init__(f"{path}: {key}: {problem}")
+        self.path, self.key, self.problem = path, key, problem
+
+
+@dataclass(frozen=True)
+class Condition:
+    condition_id: str
+    match_group: str
+    indicator: str
+    operator: str
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Band:
+    """One band of a score: met when its conditions hold (a band with none always holds)."""
+
+    band: str
+    rank: int
+    points: float
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Score:
+    """A banded indicator: the first band (top to bottom) whose rule holds gives the points."""
+
+    name: str
+    weight: float
+    bands: tuple[Band, ...]
+
+
+@dataclass(frozen=True)
+class Tier:
+    code: str
+    label: str
+    rank: int
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class RegradeRule:
+    """An Art. 9 move: a customer on ``from_tier`` whose recent trend meets the rule goes to ``to_tier``."""
+
+    code: str
+    from_tier: str
+    to_tier: str
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    version: int
+    effective_from: date
+    settings: dict[str, float]
+    scores: tuple[Score, ...]
+    tiers: tuple[Tier, ...]
+    sha256: str
+    document: dict
+    regrade_rules: tuple[RegradeRule, ...] = ()
+
+    @property
+    def policy_version_id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def tier_ranks(self) -> dict[str, int]:
+        """Every tier a list may give, with its rank; ``none`` (no tier met) ranks last."""
+        return {tier.code: tier.rank for tier in self.tiers} | {"none": NO_TIER_RANK}
+
+    @property
+    def calendar(self) -> dict:
+        return self.document.get("calendar") or {}
+
+    def working_day_deadline(self, calendar_key: str, default_days: int, start: date) -> date:
+        """``calendar.<calendar_key>`` working days after ``start`` (mainland-China calendar; Monday
+        to Friday for a year it does not know yet, where the policy allows that)."""
+        from tierhouse.lifecycle.workdays import add_working_days
+
+        days = int(self.calendar.get(calendar_key, default_days))
+        return add_working_days(start, days, self.calendar.get("unknown_year") == "weekdays")
+
+    def lists_month(self, period_month: date) -> bool:
+        """Whether the policy's calendar produces a list for this month (monthly, or quarter ends)."""
+        return period_month.month in CADENCES[self.calendar.get("cadence", "monthly")]
+
+
+def _parse_condition(path: Path, key: str, group: str, item: object, known: frozenset[str]) -> Condition:
+    if isinstance(item, str):
+        condition_id, rule = None, item
+    elif isinstance(item, dict) and set(item) == {"id", "rule"}:
+        condition_id, rule = str(item["id"]), str(item["rule"])
+    else:
+        raise PolicyError(path, key, "a condition is 'indicator op number' or {id: ..., rule: 'indicator op number'}")
+    match = _CONDITION.match(rule)
+    if not match:
+        raise PolicyError(path, key, f"cannot read condition {rule!r}; expected e.g. 'spend >= 100000'")
+    indicator = match["indicator"]
+    if indicator not in known:
+        raise PolicyError(path, key, f"unknown indicator {indicator!r}; known: {', '.join(sorted(known))}")
+    return Condition(condition_id or indicator, group, indicator, match["operator"], float(match["threshold"]))
+
+
+def _parse_rule(path: Path, key: str, spec: dict, known: frozenset[str], required: bool) -> tuple[Condition, ...]:
+    """The ``all``/``any`` conditions of a tier or band, with unique ids."""
+    if required and not spec.get("all") and not spec.get("any"):
+        raise PolicyError(path, key, "needs at least one condition under 'all' or 'any'")
+    conditions: list[Condition] = []
+    for group in ("all", "any"):
+        items = spec.get(group) or []
+        if not isinstance(items, list):
+            raise PolicyError(path, f"{key}.{group}", "must be a list")
+        conditions += [_parse_condition(path, f"{key}.{group}[{i}]", group, item, known) for i, item in enumerate(items)]
+    ids = [c.condition_id for c in conditions]
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        raise PolicyError(path, key, f"condition ids {duplicated} repeat; name them with {{id: ..., rule: ...}}")
+    return tuple(conditions)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _parse_scores(path: Path, doc: object) -> tuple[Score, ...]:
+    if doc is None:
+        return ()
+    if not isinstance(doc, dict):
+        raise PolicyError(path, "scores", "must be a mapping of score name to bands")
+    scores = []
+    for name, spec in doc.items():
+        key = f"scores.{name}"
+        if not isinstance(name, str) or not _IDENTIFIER.match(name):
+            raise PolicyError(path, key, "score names are lowercase identifiers")
+        if not isinstance(spec, dict) or set(spec) - {"weight", "bands", "note"}:
+            raise PolicyError(path, key, "a score has 'bands' and optionally 'weight' and 'note'")
+        weight = spec.get("weight", 0)
+        if not _number(weight) or weight < 0:
+            raise PolicyError(path, f"{key}.weight", f"must be a number >= 0, got {weight!r}")
+        bands_doc = spec.get("bands")
+        if not isinstance(bands_doc, list) or len(bands_doc) < 2:
+            raise PolicyError(path, f"{key}.bands", "must list at least two bands, best first")
+        bands = []
+        for rank, band in enumerate(bands_doc, start=1):
+            band_key = f"{key}.bands[{rank - 1}]"
+            if not isinstance(band, dict) or "band" not in band or not _number(band.get("points")):
+                raise PolicyError(path, band_key, "a band needs 'band' (its name) and numeric 'points'")
+            unknown = set(band) - {"band", "points", "all", "any"}
+            if unknown:
+                raise PolicyError(path, band_key, f"unknown keys {sorted(unknown)}")
+            is_last = rank == len(bands_doc)
+            conditions = _parse_rule(path, band_key, band, INDICATORS, required=not is_last)
+            if is_last and conditions:
+                raise PolicyError(path, band_key, "the last band is the fallback and takes no conditions")
+            bands.append(Band(str(band["band"]), rank, float(band["points"]), conditions))
+        scores.append(Score(name, float(weight), tuple(bands)))
+    return tuple(scores)
+
+
+def parse_policy(path: Path) -> Policy:
+    raw_bytes = path.read_bytes()
+    try:
+        doc = yaml.safe_load(raw_bytes)
+    except yaml.YAMLError as exc:
+        raise PolicyError(path, "(file)", f"not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise PolicyError(path, "(file)", "must be a mapping")
+    for key in ("policy", "version", "effective_from", "settings", "tiers"):
+        if key not in doc:
+            raise PolicyError(path, key, "missing")
+    unknown = set(doc) - {
+        "policy",
+        "version",
+        "title",
+        "source_document",
+        "effective_from",
+        "calendar",
+        "audit",
+        "settings",
+        "scores",
+        "regrade",
+        "tiers",
+    }
+    if unknown:
+        raise PolicyError(path, "(file)", f"unknown keys {sorted(unknown)}")
+    name, version = doc["policy"], doc["version"]
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise PolicyError(path, "policy", f"{name!r} is not a lowercase identifier")
+    if not isinstance(version, int) or version < 1:
+        raise PolicyError(path, "version", f"{version!r} is not a positive integer")
+    file_match = _FILE_NAME.match(path.name)
+    if path.parent.name != name or not file_match or int(file_match["version"]) != version:
+        raise PolicyError(path, "version", f"file must be policies/{name}/v{version}.yml")
+    if not isinstance(doc["effective_from"], date):
+        raise PolicyError(path, "effective_from", "must be a date (YYYY-MM-DD)")
+
+    audit = doc.get("audit") or {}
+    if not isinstance(audit, dict) or set(audit) - {"max_tier_kl_divergence"}:
+        raise PolicyError(path, "audit", "may only set max_tier_kl_divergence")
+    if "max_tier_kl_divergence" in audit and (
+        not _number(audit["max_tier_kl_divergence"]) or audit["max_tier_kl_divergence"] <= 0
+    ):
+        raise PolicyError(path, "audit.max_tier_kl_divergence", "must be a positive number")
+
+    _check_calendar(path, doc.get("calendar"))
+    policy_settings = doc["settings"]
+    if not isinstance(policy_settings, dict):
+        raise PolicyError(path, "settings", "must be a mapping")
+    for key, value in policy_settings.items():
+        if not _number(value) or value < 0:
+            raise PolicyError(path, f"settings.{key}", f"must be a number >= 0, got {value!r}")
+    for key in REQUIRED_SETTINGS:
+        if not policy_settings.get(key):
+            raise PolicyError(path, f"settings.{key}", f"must be a positive number, got {policy_settings.get(key)!r}")
+
+    scores = _parse_scores(path, doc.get("scores"))
+    known = INDICATORS | {SCORE_PREFIX + score.name for score in scores}
+    if any(score.weight for score in scores):
+        known |= {COMPOSITE}
+
+    tiers_doc = doc["tiers"]
+    if not isinstance(tiers_doc, dict) or not tiers_doc:
+        raise PolicyError(path, "tiers", "must be a non-empty mapping of tier code to rule")
+    tiers, ranks = [], set()
+    for code, spec in tiers_doc.items():
+        key = f"tiers.{code}"
+        if not isinstance(spec, dict):
+            raise PolicyError(path, key, "must be a mapping")
+        unknown = set(spec) - {"label", "rank", "all", "any", "service"}
+        if unknown:
+            raise PolicyError(path, key, f"unknown keys {sorted(unknown)}")
+        rank = spec.get("rank")
+        if not isinstance(rank, int) or rank < 1 or rank in ranks:
+            raise PolicyError(path, f"{key}.rank", f"must be a unique positive integer, got {rank!r}")
+        ranks.add(rank)
+        tiers.append(Tier(str(code), str(spec.get("label", code)), rank, _parse_rule(path, key, spec, known, required=True)))
+
+    regrade_window, regrade_rules = _parse_regrade(path, doc.get("regrade"), {t.code for t in tiers})
+    if regrade_window:
+        policy_settings = {**policy_settings, "regrade_window_months": regrade_window}
+    return Policy(
+        name=name,
+        version=version,
+        effective_from=doc["effective_from"],
+        settings={k: float(v) for k, v in policy_settings.items()},
+        scores=scores,
+        tiers=tuple(sorted(tiers, key=lambda t: t.rank)),
+        sha256=hashlib.sha256(raw_bytes).hexdigest(),
+        document=json.loads(json.dumps(doc, default=str)),
+        regrade_rules=regrade_rules,
+    )
+
+
+_CALENDAR_KEYS = {"cadence", "review_working_days", "regrade", "appeal_working_days", "approval_required", "unknown_year"}
+
+
+def _check_calendar(path: Path, calendar: object) -> None:
+    if calendar is None:
+        return
+    if not isinstance(calendar, dict) or set(calendar) - _CALENDAR_KEYS:
+        raise PolicyError(path, "calendar", f"a mapping with keys among {sorted(_CALENDAR_KEYS)}")
+    for key in ("cadence", "regrade"):
+        if key in calendar and calendar[key] not in CADENCES:
+            raise PolicyError(path, f"calendar.{key}", f"one of {sorted(CADENCES)}, got {calendar[key]!r}")
+    for key in ("review_working_days", "appeal_working_days"):
+        if key in calendar and (not isinstance(calendar[key], int) or isinstance(calendar[key], bool) or calendar[key] < 1):
+            raise PolicyError(path, f"calendar.{key}", f"must be a positive number of working days, got {calendar[key]!r}")
+    if calendar.get("unknown_year", "weekdays") not in ("weekdays", "fail"):
+        raise PolicyError(path, "calendar.unknown_year", "either 'weekdays' or 'fail'")
+
+
+def _parse_regrade(path: Path, doc: object, tier_codes: set[str]) -> tuple[int, tuple[RegradeRule, ...]]:
+    """The Art. 9 section: a window of months and the rules moving a customer between tiers."""
+    if doc is None:
+        return 0, ()
+    if not isinstance(doc, dict) or set(doc) != {"window_months", "rules"}:
+        raise PolicyError(path, "regrade", "needs exactly 'window_months' and 'rules'")
+    window = doc["window_months"]
+    if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= 12:
+        raise PolicyError(path, "regrade.window_months", f"must be a whole number of months from 1 to 12, got {window!r}")
+    if not isinstance(doc["rules"], dict) or not doc["rules"]:
+        raise PolicyError(path, "regrade.rules", "must be a non-empty mapping of rule name to rule")
+    rules = []
+    for code, spec in doc["rules"].items():
+        key = f"regrade.rules.{code}"
+        if not isinstance(code, str) or not _IDENTIFIER.match(code):
+            raise PolicyError(path, key, "rule names are lowercase identifiers")
+        if not isinstance(spec, dict) or set(spec) - {"from", "to", "all", "any"} or not {"from", "to"} <= set(spec):
+            raise PolicyError(path, key, "a rule has 'from', 'to' and conditions under 'all'/'any'")
+        for end in ("from", "to"):
+            if spec[end] not in tier_codes:
+                raise PolicyError(path, f"{key}.{end}", f"{spec[end]!r} is not a tier of this policy")
+        if spec["from"] == spec["to"]:
+            raise PolicyError(path, key, "moves a customer to the tier they are on")
+        conditions = _parse_rule(path, key, spec, TREND_INDICATORS, required=True)
+        rules.append(RegradeRule(code, spec["from"], spec["to"], conditions))
+    sources = [rule.from_tier for rule in rules]
+    if len(set(sources)) != len(sources):
+        raise PolicyError(path, "regrade.rules", "two rules move customers off the same tier; which would win is unclear")
+    return window, tuple(rules)
+
+
+def discover(policies_dir: Path | None = None) -> list[Policy]:
+    root = policies_dir or settings.POLICIES_DIR
+    return [parse_policy(path) for path in sorted(root.glob("*/v*.y*ml"))]
+
+
+def newest(name: str, policies: list[Policy] | None = None) -> Policy:
+    """The newest version of the named policy among its files."""
+    versions = [p for p in (policies if policies is not None else discover()) if p.name == name]
+    if not versions:
+        raise ValueError(f"no policy file for {name!r}")
+    return max(versions, key=lambda p: p.version)
+
+
+def load_policies(url: WarehouseUrl, policies: list[Policy]) -> int:
+    """Replace the stored copy of each policy version, all in one transaction.
+
+    A version that already graded a period must not silently change: reloading it with a
+    different checksum is refused.
+    """
+    if not policies:
+        raise PolicyError(settings.POLICIES_DIR, "(dir)", "no policy files found")
+    with connect(url) as conn, conn.cursor() as cur:
+        raw_schema.apply(conn, raw_schema.all_ddl())
+        for policy in policies:
+            cur.execute(
+                "select sha256 from raw.policy_versions where policy = %s and version = %s",
+                (policy.name, policy.version),
+            )
+            found = cur.fetchone()
+            if found and found[0] != policy.sha256 and not _version_unused(cur, policy):
+                raise PolicyError(
+                    settings.POLICIES_DIR / policy.name / f"v{policy.version}.yml",
+                    "version",
+                    "this version was already loaded with different content; publish the change as a new version",
+                )
+            for table in (
+                "policy_regrade_conditions",
+                "policy_tier_conditions",
+                "policy_score_bands",
+                "policy_band_conditions",
+                "policy_settings",
+                "policy_versions",
+            ):
+                cur.execute(f"delete from raw.{table} where policy = %s and version = %s", (policy.name, policy.version))
+            cur.execute(
+                "insert into raw.policy_versions (policy, version, effective_from, sha256, document) values (%s, %s, %s, %s, %s)",
+                (policy.name, policy.version, policy.effective_from, policy.sha256, json.dumps(policy.document)),
+            )
+            cur.executemany(
+                "insert into raw.policy_settings (policy, version, setting, value) values (%s, %s, %s, %s)",
+                [(policy.name, policy.version, k, v) for k, v in sorted(policy.settings.items())],
+            )
+            cur.executemany(
+                "insert into raw.policy_tier_conditions (policy, version, tier, tier_rank, tier_label, condition_id,"
+                " match_group, indicator, operator, threshold) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        policy.name,
+                        policy.version,
+                        t.code,
+                        t.rank,
+                        t.label,
+                        c.condition_id,
+                        c.match_group,
+                        c.indicator,
+                        c.operator,
+                        c.threshold,
+                    )  # fmt: skip
+                    for t in policy.tiers
+                    for c in t.conditions
+                ],
+            )
+            cur.executemany(
+                "insert into raw.policy_score_bands (policy, version, score, weight, band, band_rank, points)"
+                " values (%s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (policy.name, policy.version, sc.name, sc.weight, b.band, b.rank, b.points)
+                    for sc in policy.scores
+                    for b in sc.bands
+                ],
+            )
+            cur.executemany(
+                "insert into raw.policy_band_conditions (policy, version, score, band, condition_id, match_group, indicator,"
+                " operator, threshold) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        policy.name,
+                        policy.version,
+                        sc.name,
+                        b.band,
+                        c.condition_id,
+                        c.match_group,
+                        c.indicator,
+                        c.operator,
+                        c.threshold,
+                    )
+                    for sc in policy.scores
+                    for b in sc.bands
+                    for c in b.conditions
+                ],
+            )
+            cur.executemany(
+                "insert into raw.policy_regrade_conditions (policy, version, rule, from_tier, to_tier, condition_id,"
+                " match_group, indicator, operator, threshold) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (policy.name, policy.version, r.code, r.from_tier, r.to_tier, c.condition_id, c.match_group,
+                     c.indicator, c.operator, c.threshold)
+                    for r in policy.regrade_rules
+                    for c in r.conditions
+                ],
+            )  # fmt: skip
+    return len(policies)
+
+
+def _version_unused(cur, policy: Policy) -> bool:
+    """True until a period graded by this version has been published."""
+    cur.execute("select to_regclass('published.customer_tiers') is not null")
+    if not cur.fetchone()[0]:
+        return True
+    cur.execute(
+        "select not exists (select 1 from published.customer_tiers where policy = %s and policy_version = %s)",
+        (policy.name, policy.version),
+    )
+    return bool(cur.fetchone()[0])

@@ -1,0 +1,171 @@
+"""Great Expectations gates.
+
+Suites live in ``expectations/suites/*.json`` and checkpoints in ``expectations/checkpoints/*.yml``,
+so a data engineer adds an expectation by editing a reviewed file. Each run builds an ephemeral
+GX context against the warehouse: nothing GX writes outlives the run, and the warehouse URL
+(with its password) is never written to disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+from tierhouse import settings
+from tierhouse.warehouse.connection import WarehouseUrl
+
+log = logging.getLogger(__name__)
+# GX logs every internal registration at INFO; keep the task logs about our data.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_@.:/-]{1,100}$")
+_SAFE_IDENT = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+
+
+class QualityGateFailed(RuntimeError):
+    """A checkpoint found data that must not flow on; the message lists every failed expectation."""
+
+
+@dataclass(frozen=True)
+class ExpectationFailure:
+    suite: str
+    expectation: str
+    kwargs: dict
+    observed: object
+
+    def __str__(self) -> str:
+        column = self.kwargs.get("column", "")
+        return f"{self.suite}: {self.expectation}({column}) observed {self.observed}"
+
+
+@dataclass(frozen=True)
+class CheckpointOutcome:
+    checkpoint: str
+    success: bool
+    evaluated: int
+    failures: tuple[ExpectationFailure, ...]
+
+
+def load_checkpoint_spec(name: str, root: Path | None = None) -> dict:
+    path = (root or settings.EXPECTATIONS_DIR) / "checkpoints" / f"{name}.yml"
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint {name!r} at {path}")
+    return yaml.safe_load(path.read_text())
+
+
+def load_suite_spec(name: str, root: Path | None = None) -> dict:
+    return json.loads(((root or settings.EXPECTATIONS_DIR) / "suites" / f"{name}.json").read_text())
+
+
+def _batch_query(table: str, where: dict[str, str] | None, params: dict[str, str]) -> str | None:
+    if not _SAFE_IDENT.match(table):
+        raise ValueError(f"bad table name {table!r} in checkpoint")
+    if not where:
+        return None
+    clauses = []
+    for column, param in where.items():
+        value = params.get(param)
+        if value is None:
+            raise ValueError(f"checkpoint needs parameter {param!r}")
+        if not _SAFE_IDENT.match(column) or not _SAFE_VALUE.match(str(value)):
+            raise ValueError(f"unsafe filter {column}={value!r}")
+        clauses.append(f"{column} = '{value}'")
+    return f"select * from {table} where {' and '.join(clauses)}"
+
+
+def _expectation_parameters(spec: dict, now: datetime | None, supplied: dict | None) -> dict:
+    """Values expectations refer to as ``{"$PARAMETER": ...}``, fixed at run time."""
+    now = now or datetime.now(UTC)
+    values: dict = dict(supplied or {})
+    missing = [name for name in spec.get("expectation_parameters", []) if name not in values]
+    if missing:
+        raise ValueError(f"checkpoint {spec['name']} needs expectation parameters {missing}")
+    hours = spec.get("freshness_hours")
+    if hours:
+        values["fresh_since"] = (now - timedelta(hours=hours)).isoformat()
+    return values
+
+
+def run_checkpoint(
+    url: WarehouseUrl,
+    name: str,
+    params: dict[str, str] | None = None,
+    root: Path | None = None,
+    now: datetime | None = None,
+    expectation_parameters: dict | None = None,
+) -> CheckpointOutcome:
+    """Run a checkpoint and return its outcome; :func:`gate` raises on failure instead."""
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    params = params or {}
+    spec = load_checkpoint_spec(name, root)
+    if "built_at_run_time_by" in spec:
+        raise ValueError(f"checkpoint {name} has no fixed suite; run it with {spec['built_at_run_time_by']}")
+    parameters = _expectation_parameters(spec, now, expectation_parameters)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False}
+    source = context.data_sources.add_postgres("warehouse", connection_string=url.url())
+    validation_definitions = []
+    for index, validation in enumerate(spec["validations"]):
+        suite_spec = load_suite_spec(validation["suite"], root)
+        suite = gx.ExpectationSuite(name=f"{suite_spec['name']}#{index}", meta=suite_spec.get("meta", {}))
+        for expectation in suite_spec["expectations"]:
+            suite.add_expectation_configuration(
+                ExpectationConfiguration(type=expectation["type"], kwargs=expectation["kwargs"], meta=expectation.get("meta"))
+            )
+        suite = context.suites.add(suite)
+        table = validation["table"]
+        query = _batch_query(table, validation.get("where"), params)
+        asset_name = f"{table}#{index}"
+        if query:
+            asset = source.add_query_asset(asset_name, query=query)
+        else:
+            schema, _, table_name = table.rpartition(".")
+            asset = source.add_table_asset(asset_name, table_name=table_name, schema_name=schema or None)
+        batch = asset.add_batch_definition_whole_table("whole")
+        validation_definitions.append(
+            context.validation_definitions.add(gx.ValidationDefinition(name=f"{name}#{index}", data=batch, suite=suite))
+        )
+    checkpoint = context.checkpoints.add(gx.Checkpoint(name=name, validation_definitions=validation_definitions))
+    result = checkpoint.run(expectation_parameters=parameters)
+
+    failures, evaluated = [], 0
+    for run in result.run_results.values():
+        suite_name = run.suite_name.split("#")[0]
+        for item in run.results:
+            evaluated += 1
+            if not item.success:
+                observed = item.result.get("observed_value", item.result.get("unexpected_count"))
+                if item.exception_info and item.exception_info.get("raised_exception"):
+                    observed = f"error: {item.exception_info.get('exception_message')}"
+                failures.append(
+                    ExpectationFailure(suite_name, item.expectation_config.type, dict(item.expectation_config.kwargs), observed)
+                )
+    outcome = CheckpointOutcome(name, bool(result.success), evaluated, tuple(failures))
+    log.info(
+        "checkpoint %s: %s (%d expectations, %d failed)",
+        name,
+        "passed" if outcome.success else "FAILED",
+        evaluated,
+        len(failures),
+    )
+    return outcome
+
+
+def gate(
+    url: WarehouseUrl, name: str, params: dict[str, str] | None = None, expectation_parameters: dict | None = None
+) -> CheckpointOutcome:
+    """Run a checkpoint and raise :class:`QualityGateFailed` unless every expectation holds."""
+    outcome = run_checkpoint(url, name, params, expectation_parameters=expectation_parameters)
+    if not outcome.success:
+        lines = "\n  ".join(str(f) for f in outcome.failures) or "(checkpoint failed without a failed expectation)"
+        raise QualityGateFailed(
+            f"checkpoint {name} failed {len(outcome.failures)} of {outcome.evaluated} expectations:\n  {lines}"
+        )
+    return outcome

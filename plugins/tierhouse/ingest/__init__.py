@@ -1,0 +1,1 @@
+"""Landing the sources: layouts, parsing, loaders, the shop extract and load reports."""

@@ -1,0 +1,1 @@
+"""A list's life after grading: recording and publishing, review, appeals, quarterly re-grades, history."""

@@ -1,0 +1,83 @@
+"""The published schema BI tools read (its DDL), period parsing and the tier summary. Lists are
+recorded and published together by :mod:`tierhouse.lifecycle.history`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from tierhouse.warehouse.connection import WarehouseUrl, connect
+
+PUBLISHED_DDL = """
+create schema if not exists published;
+
+create table if not exists published.customer_tiers (
+    policy          text        not null,
+    policy_version  integer     not null,
+    period_month    date        not null,
+    customer_key    text        not null,
+    tier            text        not null,
+    tier_label      text,
+    tier_rank       integer     not null,
+    decided_by      text        not null,
+    list_kind       text        not null default 'initial',
+    composite_score numeric,
+    consumption_attribute text,
+    demand_feature  text,
+    cooperation_feature text,
+    published_at    timestamptz not null default now(),
+    airflow_run_id  text,
+    primary key (policy, period_month, customer_key)
+);
+comment on table published.customer_tiers is
+    'Audited customer tiers, one row per policy, period and customer; what BI tools read.';
+"""
+
+
+def parse_period(period: str) -> date:
+    """``YYYY-MM`` (or a date inside the month) to the first day of that month."""
+    match = re.fullmatch(r"(\d{4})-(0[1-9]|1[0-2])(-\d{2})?", period.strip())
+    if not match:
+        raise ValueError(f"period must look like YYYY-MM, got {period!r}")
+    return date(int(match[1]), int(match[2]), 1)
+
+
+@dataclass(frozen=True)
+class TierSummaryRow:
+    tier: str
+    tier_label: str
+    customers: int
+    share: Decimal
+    avg_spend: Decimal
+
+
+def tier_summary(url: WarehouseUrl, policy: str, period_month: date) -> list[TierSummaryRow]:
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            """
+            select p.tier, coalesce(p.tier_label, p.tier), count(*),
+                   round(count(*)::numeric / sum(count(*)) over (), 4),
+                   round(avg(f.spend), 2)
+            from published.customer_tiers as p
+            left join marts.fct_customer_features as f
+                on f.policy = p.policy and f.policy_version = p.policy_version
+                and f.period_month = p.period_month and f.customer_key = p.customer_key
+            where p.policy = %s and p.period_month = %s
+            group by p.tier, p.tier_rank, coalesce(p.tier_label, p.tier)
+            order by p.tier_rank
+            """,
+            (policy, period_month),
+        )
+        return [TierSummaryRow(*row) for row in cur.fetchall()]
+
+
+def format_summary(policy: str, period_month: date, rows: list[TierSummaryRow]) -> str:
+    header = f"{'tier':<10} {'label':<8} {'customers':>9} {'share':>7} {'avg spend (CNY)':>16}"
+    lines = [f"Tier summary — policy {policy}, period {period_month:%Y-%m}", header, "-" * len(header)]
+    for row in rows:
+        lines.append(f"{row.tier:<10} {row.tier_label:<8} {row.customers:>9} {row.share:>7.1%} {row.avg_spend:>16,.2f}")
+    total = sum(r.customers for r in rows)
+    lines.append(f"{'total':<10} {'':<8} {total:>9}")
+    return "\n".join(lines)

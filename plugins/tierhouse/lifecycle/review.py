@@ -1,0 +1,191 @@
+"""Art. 8: customer service reviews the initial list for 5 working days; then the confirmed list
+(确认清单) is published and is what BI tools read. Unreviewed customers keep their initial grade.
+
+Reviews are appended to ``history.reviews`` (reviewer, new tier and a mandatory reason); the
+confirmed list is a new run in the history whose changes are recorded in ``history.tier_changes``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from tierhouse.grading.policy import Policy, discover
+from tierhouse.lifecycle import history
+from tierhouse.warehouse.connection import WarehouseUrl, connect
+
+CHINA = ZoneInfo("Asia/Shanghai")
+DEFAULT_REVIEW_WORKING_DAYS = 5
+
+
+class ReviewError(ValueError):
+    """A review that cannot be accepted; the message says why."""
+
+
+def _policy(policies: dict[tuple[str, int], Policy], name: str, version: int) -> Policy:
+    try:
+        return policies[(name, version)]
+    except KeyError:
+        raise ReviewError(f"no policy file for {name} v{version}") from None
+
+
+def has_review(graded_policy: Policy) -> bool:
+    """Policies whose calendar asks for a review window before a list is confirmed (P1 Art. 8, P2)."""
+    return "review_working_days" in graded_policy.calendar
+
+
+def review_window(url: WarehouseUrl, policy: str, period_month: date) -> tuple[datetime, date]:
+    """When the period's initial list was published and the last day reviews are accepted."""
+    with connect(url) as conn, conn.cursor() as cur:
+        history.ensure_schema(cur)
+        lists = _initial_lists(cur, policy, period_month)
+    if not lists:
+        raise ReviewError(f"no initial list of {policy} for {period_month:%Y-%m}")
+    return lists[0].published_at, lists[0].deadline
+
+
+def review_deadline(graded_policy: Policy, published_at: datetime) -> date:
+    """The last day reviews are accepted: N working days after the initial list was published."""
+    return graded_policy.working_day_deadline(
+        "review_working_days", DEFAULT_REVIEW_WORKING_DAYS, published_at.astimezone(CHINA).date()
+    )
+
+
+@dataclass(frozen=True)
+class InitialList:
+    run_id: str
+    policy: Policy
+    period_month: date
+    published_at: datetime
+
+    @property
+    def deadline(self) -> date:
+        return review_deadline(self.policy, self.published_at)
+
+
+def _initial_lists(
+    cur, policy: str | None = None, period_month: date | None = None, unconfirmed_only: bool = False
+) -> list[InitialList]:
+    cur.execute(
+        """
+        select i.run_id, i.policy, i.policy_version, i.period_month, i.created_at
+        from history.grading_runs as i
+        where i.list_kind = 'initial'
+          and (%s::text is null or i.policy = %s) and (%s::date is null or i.period_month = %s)
+          and (not %s or not exists (
+                select 1 from history.grading_runs as c
+                where c.list_kind = 'confirmed' and c.policy = i.policy and c.period_month = i.period_month))
+        order by i.period_month, i.policy
+        """,
+        (policy, policy, period_month, period_month, unconfirmed_only),
+    )
+    # the policy files are read once per call, not once per list
+    policies = {(p.name, p.version): p for p in discover()}
+    return [
+        InitialList(str(run_id), _policy(policies, name, version), month, created)
+        for run_id, name, version, month, created in cur.fetchall()
+    ]
+
+
+def add_review(
+    url: WarehouseUrl, policy: str, period_month: date, customer_key: str, new_tier: str, reviewer: str, reason: str,
+    now: datetime | None = None,
+) -> str:  # fmt: skip
+    """Record a reviewer's change to one customer's grade on an initial list still under review."""
+    now = now or datetime.now(CHINA)
+    if not reason.strip():
+        raise ReviewError("a review needs a reason (Art. 8)")
+    if not reviewer.strip():
+        raise ReviewError("a review needs the reviewer's name")
+    with connect(url) as conn, conn.cursor() as cur:
+        history.ensure_schema(cur)
+        lists = _initial_lists(cur, policy, period_month)
+        if not lists:
+            raise ReviewError(f"no initial list of {policy} for {period_month:%Y-%m} to review")
+        initial = lists[0]
+        if not has_review(initial.policy):
+            raise ReviewError(f"{policy} has no review step in its calendar")
+        cur.execute(
+            "select 1 from history.grading_runs where list_kind = 'confirmed' and policy = %s and period_month = %s",
+            (policy, period_month),
+        )
+        if cur.fetchone():
+            raise ReviewError(f"the {period_month:%Y-%m} list of {policy} is already confirmed; use an appeal instead")
+        if now.astimezone(CHINA).date() > initial.deadline:
+            raise ReviewError(f"the review window closed on {initial.deadline} ({period_month:%Y-%m} list of {policy})")
+        tiers = initial.policy.tier_ranks
+        if new_tier not in tiers:
+            raise ReviewError(f"{new_tier!r} is not a tier of {policy} v{initial.policy.version}; one of {sorted(tiers)}")
+        cur.execute(
+            "select 1 from history.tier_snapshots where run_id = %s and customer_key = %s", (initial.run_id, customer_key)
+        )
+        if not cur.fetchone():
+            raise ReviewError(f"customer {customer_key!r} is not on the {period_month:%Y-%m} list of {policy}")
+        review_id = str(uuid.uuid4())
+        cur.execute(
+            "insert into history.reviews (review_id, policy, period_month, customer_key, reviewer, new_tier, reason, created_at)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (review_id, policy, period_month, customer_key, reviewer.strip(), new_tier, reason.strip(), now),
+        )
+        return review_id
+
+
+def confirm_due_lists(url: WarehouseUrl, today: date, airflow_run_id: str | None = None) -> list[history.PublishOutcome]:
+    """Confirm and publish every initial list whose review window closed before ``today``."""
+    outcomes = []
+    with connect(url) as conn, conn.cursor() as cur:
+        history.ensure_schema(cur)
+        for initial in _initial_lists(cur, unconfirmed_only=True):
+            if not has_review(initial.policy) or today <= initial.deadline:
+                continue
+            cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"confirm:{initial.policy.name}:{initial.period_month}",))
+            outcomes.append(_confirm(cur, initial, airflow_run_id))
+    return outcomes
+
+
+def _confirm(cur, initial: InitialList, airflow_run_id: str | None) -> history.PublishOutcome:
+    rows = history.snapshot_rows(cur, initial.run_id)
+    cur.execute(
+        """
+        select distinct on (customer_key) review_id, customer_key, reviewer, new_tier, reason, created_at
+        from history.reviews
+        where policy = %s and period_month = %s and created_at::date <= %s
+        order by customer_key, created_at desc
+        """,
+        (initial.policy.name, initial.period_month, initial.deadline),
+    )
+    reviews = cur.fetchall()
+    ranks = initial.policy.tier_ranks
+    changes = []
+    for review_id, customer_key, reviewer, new_tier, reason, created_at in reviews:
+        row = rows[customer_key]
+        if row[1] != new_tier:
+            changes.append(
+                (
+                    customer_key,
+                    row[1],
+                    new_tier,
+                    {"review_id": review_id, "reviewer": reviewer, "reason": reason, "reviewed_at": created_at.isoformat()},
+                )
+            )
+        row[1], row[2], row[3] = new_tier, ranks[new_tier], f"review by {reviewer}: {reason}"
+    snapshot = [tuple(row) for row in rows.values()]
+    cur.execute("select input_fingerprint, policy_sha256 from history.grading_runs where run_id = %s", (initial.run_id,))
+    initial_fingerprint, policy_sha = cur.fetchone()
+    fingerprint = history.digest([(initial_fingerprint,), *[tuple(str(v) for v in r) for r in reviews]])
+    run_id, snapshot_hash = history.record_run(
+        cur,
+        initial.policy.name,
+        initial.policy.version,
+        initial.period_month,
+        "confirmed",
+        airflow_run_id,
+        policy_sha,
+        fingerprint,
+        snapshot,
+    )
+    history.record_changes(cur, run_id, "art8_review", changes)
+    history.publish_run(cur, run_id)
+    return history.PublishOutcome(run_id, "confirmed", len(snapshot), snapshot_hash)

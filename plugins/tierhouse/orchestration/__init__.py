@@ -1,0 +1,1 @@
+"""What the DAGs call: task functions, shared task chains, DAG defaults, Assets and Cosmos wiring."""

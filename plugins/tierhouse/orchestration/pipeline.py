@@ -1,0 +1,262 @@
+"""What the DAG tasks do. DAG files only wire these together; each function takes plain values,
+resolves the warehouse from the Airflow connection and returns something small for XCom."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta
+
+from tierhouse import settings
+from tierhouse.lifecycle.publish import parse_period
+from tierhouse.warehouse.connection import WarehouseUrl
+
+log = logging.getLogger(__name__)
+
+
+def warehouse_url() -> WarehouseUrl:
+    """The warehouse as the ``tierhouse_warehouse`` Airflow connection describes it."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(settings.WAREHOUSE_CONN_ID)
+    return WarehouseUrl(
+        host=conn.host or "127.0.0.1",
+        port=int(conn.port or 5432),
+        user=conn.login or "postgres",
+        password=conn.password or "",
+        dbname=conn.schema or "postgres",
+    )
+
+
+# -- ingest -----------------------------------------------------------------------------------
+def load_exports(source_name: str) -> dict:
+    """Load the new or changed export files of one file source from the landing directory."""
+    from tierhouse.ingest import loaders
+    from tierhouse.ingest.sources import SOURCES
+
+    source = SOURCES[source_name]
+    summary = loaders.load_exports(warehouse_url(), source, settings.DATA_DIR / source.subdir)
+    log.info("%s exports: %s", source_name, summary)
+    return summary.__dict__
+
+
+def extract_shop_orders() -> dict:
+    from tierhouse.ingest import loaders
+
+    summary = loaders.extract_shop_orders(warehouse_url())
+    log.info("shop orders: %s", summary)
+    return summary.__dict__
+
+
+def check_raw_quality() -> int:
+    from tierhouse.grading import quality
+
+    return quality.gate(warehouse_url(), "ingest_raw").evaluated
+
+
+# -- grading ----------------------------------------------------------------------------------
+def resolve_period(
+    requested: str | None, asset_extras: list[dict], run_after: datetime | date, data_interval_start: date | None = None
+) -> str:
+    """The month to grade: asked for explicitly; else the month a scheduled run's data interval
+    covers; else the last complete month of the data the triggering ingest run loaded; else the
+    month before the run."""
+    if requested:
+        return f"{parse_period(requested):%Y-%m}"
+    if data_interval_start is not None:
+        return f"{data_interval_start:%Y-%m}"
+    through_dates = [date.fromisoformat(str(extra["data_through"])[:10]) for extra in asset_extras if extra.get("data_through")]
+    reference = max(through_dates) if through_dates else (run_after.date() if isinstance(run_after, datetime) else run_after)
+    last_month = reference.replace(day=1) - timedelta(days=1)
+    return f"{last_month:%Y-%m}"
+
+
+def apply_access_controls() -> list[str]:
+    """Roles, grants, the logged read path to personal data and the BI views (tierhouse.privacy.access)."""
+    from tierhouse.privacy import access
+
+    access.apply(warehouse_url())
+    return list(access.ROLES)
+
+
+def load_policies() -> list[str]:
+    from tierhouse.grading import policy
+
+    policies = policy.discover()
+    policy.load_policies(warehouse_url(), policies)
+    return [p.policy_version_id for p in policies]
+
+
+def check_deidentification() -> int:
+    """P1 Art. 13: no personal data outside ``pii`` — mobile numbers, ID numbers, emails or any
+    customer's name anywhere in the other schemas fails the run before anything is published."""
+    from tierhouse.privacy import deidentification, dsr
+
+    url = warehouse_url()
+    names = dsr.customer_names(url, "tierhouse pipeline", "de-identification gate before publish")
+    return deidentification.gate(url, names).evaluated
+
+
+def audit_tiers(policy: str, period: str) -> int:
+    """The publish gate for one policy and period; the allowed tiers come from the policy files."""
+    from tierhouse.grading import quality
+    from tierhouse.grading.policy import discover
+
+    versions = [p for p in discover() if p.name == policy]
+    if not versions:
+        raise ValueError(f"no policy file for {policy!r}")
+    tiers = sorted({tier.code for p in versions for tier in p.tiers} | {"none"})
+    url, period_month = warehouse_url(), parse_period(period)
+    filters = {"policy": policy, "period_month": period_month.isoformat()}
+    evaluated = quality.gate(
+        url,
+        "publish_customer_tiers",
+        filters,
+        expectation_parameters={"tiers": tiers, "policy_versions": [p.version for p in versions]},
+    ).evaluated
+    return evaluated + audit_drift(url, policy, period_month, tiers, versions[-1].document.get("audit", {}))
+
+
+def audit_drift(url: WarehouseUrl, policy: str, period_month: date, tiers: list[str], audit: dict) -> int:
+    """The drift gate against the previous published month, when there is one and a threshold."""
+    from tierhouse.grading import quality
+    from tierhouse.lifecycle import history
+
+    previous = history.previous_distribution(url, policy, period_month, tiers)
+    if previous is None or "max_tier_kl_divergence" not in audit:
+        log.info("%s %s: no previous published month or no drift threshold; drift not audited", policy, period_month)
+        return 0
+    return quality.gate(
+        url,
+        "publish_tier_drift",
+        {"policy": policy, "period_month": period_month.isoformat()},
+        expectation_parameters={"previous_distribution": previous, "max_kl_divergence": audit["max_tier_kl_divergence"]},
+    ).evaluated
+
+
+def publish_tiers(policy: str, period: str, run_id: str | None) -> dict:
+    """Record and publish the period's initial list (once; see tierhouse.lifecycle.history)."""
+    from tierhouse.lifecycle import history
+
+    outcome = history.publish_initial_list(warehouse_url(), policy, parse_period(period), run_id)
+    if outcome.status == "restatement_candidate":
+        log.warning("%s %s: results differ from the published list; recorded as a restatement candidate", policy, period)
+    return outcome.__dict__
+
+
+def summarise_tiers(policy: str, period: str) -> str:
+    from tierhouse.lifecycle import publish
+
+    period_month = parse_period(period)
+    text = publish.format_summary(policy, period_month, publish.tier_summary(warehouse_url(), policy, period_month))
+    log.info("\n%s", text)
+    return text
+
+
+def confirm_due_lists(today: date, run_id: str | None) -> list[dict]:
+    """Art. 8: publish the confirmed list of every initial list whose review window has closed."""
+    from tierhouse.lifecycle.review import confirm_due_lists as confirm
+
+    return [outcome.__dict__ for outcome in confirm(warehouse_url(), today, run_id)]
+
+
+# -- calendars, quarterly re-grade, appeals, backfill -------------------------------------------
+def lists_month(policy: str, period: str) -> bool:
+    """Whether the policy's calendar produces a list for the month (P2 and P3 grade at quarter ends)."""
+    from tierhouse.grading.policy import newest
+
+    due = newest(policy).lists_month(parse_period(period))
+    log.info("%s %s: %s", policy, period, "a list is due" if due else "no list this month (policy calendar)")
+    return due
+
+
+def grading_months(start: str, end: str) -> list[str]:
+    """Every month from ``start`` to ``end``, oldest first."""
+    first, last = parse_period(start), parse_period(end)
+    if last < first:
+        raise ValueError(f"backfill end {end} is before its start {start}")
+    months, current = [], first
+    while current <= last:
+        months.append(f"{current:%Y-%m}")
+        current = (current + timedelta(days=32)).replace(day=1)
+    return months
+
+
+def backfill(policy: str, months: list[str], run_id: str | None) -> list[dict]:
+    """Audit and publish each month the policy lists, oldest first (each month's drift is audited
+    against the one published before it); stops at the first failed audit."""
+    from tierhouse.grading.policy import newest
+
+    graded_policy, outcomes = newest(policy), []  # the files are read once, not once a month
+    for period in months:
+        if not graded_policy.lists_month(parse_period(period)):
+            log.info("%s %s: no list this month (policy calendar)", policy, period)
+            continue
+        audit_tiers(policy, period)
+        outcomes.append({"period": period, **publish_tiers(policy, period, run_id)})
+    return outcomes
+
+
+def quarter_to_regrade(requested: str | None, data_interval_start: date | None, run_after: datetime | date) -> str:
+    """The last month of the quarter to re-grade: asked for; else the quarter a scheduled run's
+    data interval covers; else the last complete quarter before the run."""
+    from tierhouse.lifecycle import regrade
+
+    if requested:
+        month = parse_period(requested)
+    else:
+        reference = data_interval_start or (run_after.date() if isinstance(run_after, datetime) else run_after)
+        if data_interval_start is None:  # the quarter before the run's
+            reference = reference.replace(month=(reference.month - 1) // 3 * 3 + 1, day=1) - timedelta(days=1)
+        month = reference.replace(month=(reference.month - 1) // 3 * 3 + 3, day=1)
+    if not regrade.is_quarter_end(month):
+        raise ValueError(f"{month:%Y-%m} is not the last month of a quarter")
+    return f"{month:%Y-%m}"
+
+
+def regrade_base_ready(policy: str, period: str) -> bool:
+    from tierhouse.lifecycle import regrade
+
+    return regrade.base_ready(warehouse_url(), policy, parse_period(period))
+
+
+def regrade_quarter(policy: str, period: str, run_id: str | None) -> dict:
+    """Art. 9: the quarterly list on the last three months' trend (see tierhouse.lifecycle.regrade)."""
+    from tierhouse.lifecycle import regrade
+
+    outcome = regrade.regrade_quarter(warehouse_url(), policy, parse_period(period), run_id)
+    if outcome.status == "restatement_candidate":
+        log.warning("%s %s: quarterly results differ from the recorded list; recorded as a restatement candidate", policy, period)
+    return outcome.__dict__
+
+
+def check_appeal_deadlines(today: date) -> dict[str, int]:
+    """Art. 9: fail (and so alert) while any appeal is past its due day without an answer."""
+    from tierhouse.lifecycle import appeals
+
+    counts = appeals.check_deadlines(warehouse_url(), today)
+    log.info("appeals on %s: %s", today, counts or "none")
+    return counts
+
+
+def data_subject_request(
+    kind: str, customer: str, requested_by: str, reason: str, field: str | None = None, value: str | None = None,
+    out_dir: str | None = None, url: WarehouseUrl | None = None,
+) -> str:  # fmt: skip
+    """One data-subject request (tierhouse.privacy.dsr); returns what was done, without personal data."""
+    from pathlib import Path
+
+    from tierhouse.privacy import dsr
+
+    url = url or warehouse_url()
+    if kind == "access":
+        path = dsr.access(url, customer, requested_by, reason, Path(out_dir or settings.STATE_DIR / "dsr"))
+        return f"access: everything held on {customer} written to {path}"
+    if kind == "correction":
+        if not field or value is None:
+            raise dsr.RequestError("a correction needs the field and its correct value")
+        return f"correction {dsr.correct(url, customer, field, value, requested_by, reason)}: {field} of {customer} corrected"
+    if kind == "consent_withdrawal":
+        return f"consent withdrawal {dsr.withdraw_consent(url, customer, requested_by, reason)}: {customer} is no longer graded"
+    if kind == "erasure":
+        return f"erasure {dsr.erase(url, customer, requested_by, reason)}: personal data of {customer} erased"
+    raise dsr.RequestError(f"unknown request kind {kind!r}")

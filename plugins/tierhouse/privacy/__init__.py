@@ -1,0 +1,1 @@
+"""Personal data: keys and encryption, roles and grants, data-subject requests, the de-identification gate."""

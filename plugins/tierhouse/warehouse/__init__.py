@@ -1,0 +1,1 @@
+"""The warehouse: connections, the embedded PostgreSQL server and the schema migrations."""
