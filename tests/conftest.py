@@ -1,5 +1,6 @@
 """Shared fixtures: a real PostgreSQL (WAREHOUSE_URL or the embedded one), one scratch database
-per test that needs isolation, and one fully graded warehouse built by the real DAGs."""
+per test that needs isolation, and one fully graded warehouse built by the real DAGs. Helpers the
+tests import are in tests/support.py: pytest loads this file itself, tests never import it."""
 
 from __future__ import annotations
 
@@ -9,14 +10,13 @@ import secrets
 import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
+from tests.support import GradedWarehouse
 from tierhouse.privacy.crypto import KEY_ENV, PII_KEY_ENV
 from tierhouse.settings import PROJECT_ROOT
-from tierhouse.warehouse.connection import EmbeddedWarehouse, WarehouseUrl, connect, resolve_url, session, wait_until_ready
+from tierhouse.warehouse.connection import EmbeddedWarehouse, WarehouseUrl, resolve_url, session, wait_until_ready
 
 # Loaders pseudonymise phone numbers; the tests bring their own throw-away key.
 os.environ.setdefault(KEY_ENV, secrets.token_hex(32))
@@ -58,17 +58,6 @@ def scratch_db(server_url: WarehouseUrl) -> Iterator[WarehouseUrl]:
         _admin(server_url, f'drop database if exists "{name}" with (force)')
 
 
-@dataclass(frozen=True)
-class GradedWarehouse:
-    url: WarehouseUrl
-    data_dir: Path
-    airflow: object  # tierhouse.orchestration.local_airflow.LocalAirflow
-    ingest_run: object
-    grading_run: object
-    period: str
-    generated: object  # tierhouse.devtools.generate.GeneratedCounts
-
-
 @pytest.fixture(scope="session")
 def graded_warehouse(server_url: WarehouseUrl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GradedWarehouse]:
     """Sample data pushed through the real ingest and grading DAGs, once per session."""
@@ -97,10 +86,3 @@ def graded_warehouse(server_url: WarehouseUrl, tmp_path_factory: pytest.TempPath
         yield GradedWarehouse(url, data_dir, airflow, ingest, grading, E2E_PERIOD, counts)
     finally:
         _admin(server_url, f'drop database if exists "{name}" with (force)')
-
-
-def query(url: WarehouseUrl, sql: str, params: tuple | dict = ()) -> list[tuple]:
-    """Run one statement in its own committed transaction and return its rows."""
-    with connect(url) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall() if cur.description else []

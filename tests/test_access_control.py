@@ -12,7 +12,7 @@ import subprocess
 import psycopg2
 import pytest
 
-from tests.conftest import GradedWarehouse, query
+from tests.support import GradedWarehouse, query
 from tierhouse import settings
 from tierhouse.privacy import access, crypto, dsr
 from tierhouse.warehouse.connection import connect

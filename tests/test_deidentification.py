@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import query
+from tests.support import query
 from tierhouse.grading import quality
 from tierhouse.privacy import deidentification
 from tierhouse.privacy.deidentification import ExemptionError, Leak

@@ -9,16 +9,17 @@ from decimal import Decimal
 import psycopg2
 import pytest
 
-from tests.conftest import GradedWarehouse, query
+from tests.support import GradedWarehouse, query
 from tierhouse import settings
 from tierhouse.grading import policy, quality
 from tierhouse.grading.explain import explain
 from tierhouse.grading.transform import run_dbt
 from tierhouse.ingest.loaders import load_report
 from tierhouse.lifecycle import appeals, history, regrade, review
-from tierhouse.lifecycle.publish import parse_period, tier_summary
+from tierhouse.lifecycle.publish import tier_summary
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.local_airflow import dags_test, task_states
+from tierhouse.periods import CHINA, parse_period
 
 pytestmark = pytest.mark.e2e
 P1 = "highend_flower"
@@ -392,7 +393,7 @@ def test_appeals_are_answered_with_their_basis_within_three_working_days(graded_
     corrected, upheld = sorted(key for key, (tier, _) in before.items() if tier == "none")[:2]
     # received the day before National Day: the third working day is Saturday 10 October, a
     # weekend worked to make up the holiday
-    received = datetime(2026, 9, 30, 10, 0, tzinfo=review.CHINA)
+    received = datetime(2026, 9, 30, 10, 0, tzinfo=CHINA)
     appeal_id, due_on = appeals.file_appeal(
         url, P1, period, corrected, "a wedding order is missing from my history", "Wang Fang", received_at=received
     )
@@ -415,7 +416,7 @@ def test_appeals_are_answered_with_their_basis_within_three_working_days(graded_
 
     with pytest.raises(appeals.AppealError, match="needs its basis"):
         appeals.answer_appeal(url, appeal_id, "Zhao Lei", "  ", "potential")
-    answered_at = datetime(2026, 10, 9, 16, 0, tzinfo=review.CHINA)
+    answered_at = datetime(2026, 10, 9, 16, 0, tzinfo=CHINA)
     basis = "guest-checkout wedding order of 28 Sep matched by phone; spend and repurchase meet the potential tier"
     outcome = appeals.answer_appeal(url, appeal_id, "Zhao Lei", basis, "potential", "appeal-run", answered_at)
     assert outcome is not None and outcome.status == "published"

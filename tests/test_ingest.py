@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import query
+from tests.support import query
 from tierhouse.devtools.generate import POS_COLUMNS
 from tierhouse.ingest import loaders, parsing, sources
 from tierhouse.ingest.sources import POS

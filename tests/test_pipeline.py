@@ -6,8 +6,8 @@ from datetime import date, datetime
 
 import pytest
 
-from tierhouse.lifecycle.publish import parse_period
 from tierhouse.orchestration.pipeline import grading_months, quarter_to_regrade, resolve_period
+from tierhouse.periods import parse_period
 
 
 def test_an_explicit_period_wins() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import query
+from tests.support import query
 from tierhouse import settings
 from tierhouse.grading import policy
 

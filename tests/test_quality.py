@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import query
+from tests.support import query
 from tierhouse.grading import quality
 
 MART_DDL = """

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import GradedWarehouse, query
+from tests.support import GradedWarehouse, query
 from tierhouse.devtools import reference_grading as ref
 from tierhouse.devtools.generate import generate
 from tierhouse.grading import policy

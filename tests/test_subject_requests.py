@@ -10,8 +10,9 @@ from datetime import datetime
 
 import pytest
 
-from tests.conftest import GradedWarehouse, query
+from tests.support import GradedWarehouse, query
 from tierhouse.grading.transform import run_dbt
+from tierhouse.lifecycle.history import customer_history
 from tierhouse.privacy import access, dsr
 from tierhouse.warehouse.connection import connect
 
@@ -35,7 +36,8 @@ def test_access_request_exports_everything_held_on_one_customer(graded_warehouse
     url = graded_warehouse.url
     access.apply(url)
     member = _graded_members(url, SEPTEMBER)[0]
-    path = dsr.access(url, member, "Chen Jing", "customer asked by email for everything held on them", tmp_path)
+    reason = "customer asked by email for everything held on them"
+    path = dsr.access(url, member, "Chen Jing", reason, tmp_path, customer_history(url, member))
     assert path.stat().st_mode & 0o777 == 0o600
     report = json.loads(path.read_text())
     assert report["customer"] == member
@@ -51,7 +53,7 @@ def test_access_request_exports_everything_held_on_one_customer(graded_warehouse
         (member, f"data-subject access request {report['request_id']}")
     ]
     with pytest.raises(dsr.RequestError, match="no CRM member"):
-        dsr.access(url, "NOBODY", "Chen Jing", "x", tmp_path)
+        dsr.access(url, "NOBODY", "Chen Jing", "x", tmp_path, [])
 
 
 def test_corrections_and_consent_withdrawal_reach_the_next_grading_and_are_recorded(graded_warehouse: GradedWarehouse) -> None:

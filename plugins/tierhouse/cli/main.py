@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from tierhouse import settings
+from tierhouse.periods import parse_period
 
 #: The generator's default end: data runs through October 2026, so October is the demo period.
 DEMO_DATA_END = date(2026, 11, 1)
@@ -113,7 +114,7 @@ def cmd_run_dag(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from tierhouse.lifecycle.publish import format_summary, parse_period, tier_summary
+    from tierhouse.lifecycle.publish import format_summary, tier_summary
 
     period_month = parse_period(args.period)
     rows = tier_summary(_url(), args.policy, period_month)
@@ -123,7 +124,6 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from tierhouse.grading.explain import explain
-    from tierhouse.lifecycle.publish import parse_period
 
     period = parse_period(args.period) if args.period else None
     print(explain(_url(), args.customer, args.policy, period))
@@ -138,7 +138,6 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from tierhouse.lifecycle.publish import parse_period
     from tierhouse.lifecycle.review import add_review, confirm_due_lists
 
     url = _url()
@@ -157,7 +156,6 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def cmd_appeal(args: argparse.Namespace) -> int:
     from tierhouse.lifecycle import appeals
-    from tierhouse.lifecycle.publish import parse_period
 
     url = _url()
     if args.action == "file":
@@ -223,7 +221,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from tierhouse.ingest.loaders import format_load_report, load_report, seed_shop_database
     from tierhouse.lifecycle.appeals import answer_appeal, file_appeal
     from tierhouse.lifecycle.history import customer_history, format_history, format_lists
-    from tierhouse.lifecycle.publish import format_summary, parse_period, tier_summary
+    from tierhouse.lifecycle.publish import format_summary, tier_summary
     from tierhouse.lifecycle.review import add_review, review_window
     from tierhouse.orchestration.local_airflow import LocalAirflow, dags_test
     from tierhouse.privacy.access import format_role_check

@@ -32,8 +32,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from faker import Faker
-
+from tierhouse.errors import DevToolMissing, TierhouseError
 from tierhouse.ingest.sources import CRM, CUSTOM_ORDERS, FEEDBACK, PAYMENTS, POS, CsvSource
 
 #: POS export header as the till prints it (the first, Chinese, spelling) -> column name.
@@ -157,8 +156,16 @@ def _ts(moment: datetime) -> str:
     return moment.isoformat(sep=" ", timespec="seconds")
 
 
+class SampleDataError(TierhouseError, ValueError):
+    """The generator cannot make data as asked."""
+
+
 class _Generator:
     def __init__(self, customers: int, months: int, seed: int, end: date) -> None:
+        try:  # a dev-only tool: the runtime image does without it
+            from faker import Faker
+        except ModuleNotFoundError as exc:
+            raise DevToolMissing("faker", "the sample-data generator") from exc
         self.rng = random.Random(seed)
         self.fake = Faker("zh_CN")
         self.fake.seed_instance(seed)
@@ -502,7 +509,7 @@ def generate(
 ) -> GeneratedCounts:
     """Write ``months`` full months of data for ``customers`` members, ending the day before ``end``."""
     if customers < 2 or months < 2:
-        raise ValueError("customers and months must be at least 2")
+        raise SampleDataError("customers and months must be at least 2")
     generator = _Generator(customers, months, seed, end or date(2026, 11, 1))
     for index in range(1, customers + 1):
         customer, start_offset = generator.make_customer(index)

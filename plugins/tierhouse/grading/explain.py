@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import date
 
 from tierhouse.warehouse.connection import WarehouseUrl, connect
+from tierhouse.warehouse.rows import fetch_dicts
 
 
 def _fetch(cur, sql: str, params: tuple) -> list[dict]:
     cur.execute(sql, params)
-    names = [d.name for d in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    return fetch_dicts(cur)
 
 
 def _fmt(value: object) -> str:

@@ -17,7 +17,9 @@ from pathlib import Path
 import yaml
 
 from tierhouse import settings
+from tierhouse.errors import TierhouseError
 from tierhouse.ingest import raw_schema
+from tierhouse.periods import QUARTER_END_MONTHS
 from tierhouse.warehouse.connection import WarehouseUrl, connect
 
 #: Indicators the dbt feature model provides (``int_customer_indicator_values``); a test checks
@@ -45,7 +47,6 @@ INDICATORS = frozenset(
 TREND_INDICATORS = frozenset(
     f"{when}_{measure}" for when in ("recent", "prior") for measure in ("spend", "orders", "special_orders")
 ) | frozenset({"spend_growth", "order_growth", "special_order_growth"})
-QUARTER_END_MONTHS = (3, 6, 9, 12)
 CADENCES = {"monthly": (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), "quarterly": QUARTER_END_MONTHS}
 COMPOSITE = "composite_score"
 NO_TIER_RANK = 99
@@ -56,12 +57,16 @@ _FILE_NAME = re.compile(r"^v(?P<version>\d+)\.ya?ml$")
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class PolicyError(ValueError):
+class PolicyError(TierhouseError, ValueError):
     """A policy file is malformed; the message names the file, the key and the problem."""
 
     def __init__(self, path: Path, key: str, problem: str) -> None:
         super().__init__(f"{path}: {key}: {problem}")
         self.path, self.key, self.problem = path, key, problem
+
+
+class UnknownPolicy(TierhouseError, ValueError):
+    """No policy file has the name asked for."""
 
 
 @dataclass(frozen=True)
@@ -134,14 +139,6 @@ class Policy:
     @property
     def calendar(self) -> dict:
         return self.document.get("calendar") or {}
-
-    def working_day_deadline(self, calendar_key: str, default_days: int, start: date) -> date:
-        """``calendar.<calendar_key>`` working days after ``start`` (mainland-China calendar; Monday
-        to Friday for a year it does not know yet, where the policy allows that)."""
-        from tierhouse.lifecycle.workdays import add_working_days
-
-        days = int(self.calendar.get(calendar_key, default_days))
-        return add_working_days(start, days, self.calendar.get("unknown_year") == "weekdays")
 
     def lists_month(self, period_month: date) -> bool:
         """Whether the policy's calendar produces a list for this month (monthly, or quarter ends)."""
@@ -364,15 +361,20 @@ def _parse_regrade(path: Path, doc: object, tier_codes: set[str]) -> tuple[int, 
 
 
 def discover(policies_dir: Path | None = None) -> list[Policy]:
+    """Every policy file under ``policies_dir``; none at all is an error, never an empty list that
+    would let a loop over the policies check nothing."""
     root = policies_dir or settings.POLICIES_DIR
-    return [parse_policy(path) for path in sorted(root.glob("*/v*.y*ml"))]
+    policies = [parse_policy(path) for path in sorted(root.glob("*/v*.y*ml"))]
+    if not policies:
+        raise PolicyError(root, "(dir)", "no policy files found (expected <policy>/v<version>.yml)")
+    return policies
 
 
 def newest(name: str, policies: list[Policy] | None = None) -> Policy:
     """The newest version of the named policy among its files."""
     versions = [p for p in (policies if policies is not None else discover()) if p.name == name]
     if not versions:
-        raise ValueError(f"no policy file for {name!r}")
+        raise UnknownPolicy(f"no policy file for {name!r}")
     return max(versions, key=lambda p: p.version)
 
 

@@ -3,7 +3,8 @@
 Suites live in ``expectations/suites/*.json`` and checkpoints in ``expectations/checkpoints/*.yml``,
 so a data engineer adds an expectation by editing a reviewed file. Each run builds an ephemeral
 GX context against the warehouse: nothing GX writes outlives the run, and the warehouse URL
-(with its password) is never written to disk.
+(with its password) is never written to disk. What a gate reports (its outcome, each failed
+expectation, :class:`~tierhouse.gates.QualityGateFailed`) is defined in :mod:`tierhouse.gates`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
 
 from tierhouse import settings
+from tierhouse.gates import CheckpointError, CheckpointOutcome, ExpectationFailure, QualityGateFailed
 from tierhouse.warehouse.connection import WarehouseUrl
 
 log = logging.getLogger(__name__)
@@ -27,34 +28,10 @@ _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_@.:/-]{1,100}$")
 _SAFE_IDENT = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 
 
-class QualityGateFailed(RuntimeError):
-    """A checkpoint found data that must not flow on; the message lists every failed expectation."""
-
-
-@dataclass(frozen=True)
-class ExpectationFailure:
-    suite: str
-    expectation: str
-    kwargs: dict
-    observed: object
-
-    def __str__(self) -> str:
-        column = self.kwargs.get("column", "")
-        return f"{self.suite}: {self.expectation}({column}) observed {self.observed}"
-
-
-@dataclass(frozen=True)
-class CheckpointOutcome:
-    checkpoint: str
-    success: bool
-    evaluated: int
-    failures: tuple[ExpectationFailure, ...]
-
-
 def load_checkpoint_spec(name: str, root: Path | None = None) -> dict:
     path = (root or settings.EXPECTATIONS_DIR) / "checkpoints" / f"{name}.yml"
     if not path.exists():
-        raise FileNotFoundError(f"no checkpoint {name!r} at {path}")
+        raise CheckpointError(f"no checkpoint {name!r} at {path}")
     return yaml.safe_load(path.read_text())
 
 
@@ -64,16 +41,16 @@ def load_suite_spec(name: str, root: Path | None = None) -> dict:
 
 def _batch_query(table: str, where: dict[str, str] | None, params: dict[str, str]) -> str | None:
     if not _SAFE_IDENT.match(table):
-        raise ValueError(f"bad table name {table!r} in checkpoint")
+        raise CheckpointError(f"bad table name {table!r} in checkpoint")
     if not where:
         return None
     clauses = []
     for column, param in where.items():
         value = params.get(param)
         if value is None:
-            raise ValueError(f"checkpoint needs parameter {param!r}")
+            raise CheckpointError(f"checkpoint needs parameter {param!r}")
         if not _SAFE_IDENT.match(column) or not _SAFE_VALUE.match(str(value)):
-            raise ValueError(f"unsafe filter {column}={value!r}")
+            raise CheckpointError(f"unsafe filter {column}={value!r}")
         clauses.append(f"{column} = '{value}'")
     return f"select * from {table} where {' and '.join(clauses)}"
 
@@ -84,7 +61,7 @@ def _expectation_parameters(spec: dict, now: datetime | None, supplied: dict | N
     values: dict = dict(supplied or {})
     missing = [name for name in spec.get("expectation_parameters", []) if name not in values]
     if missing:
-        raise ValueError(f"checkpoint {spec['name']} needs expectation parameters {missing}")
+        raise CheckpointError(f"checkpoint {spec['name']} needs expectation parameters {missing}")
     hours = spec.get("freshness_hours")
     if hours:
         values["fresh_since"] = (now - timedelta(hours=hours)).isoformat()
@@ -100,14 +77,15 @@ def run_checkpoint(
     expectation_parameters: dict | None = None,
 ) -> CheckpointOutcome:
     """Run a checkpoint and return its outcome; :func:`gate` raises on failure instead."""
-    import great_expectations as gx
-    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
-
     params = params or {}
     spec = load_checkpoint_spec(name, root)
     if "built_at_run_time_by" in spec:
-        raise ValueError(f"checkpoint {name} has no fixed suite; run it with {spec['built_at_run_time_by']}")
+        raise CheckpointError(f"checkpoint {name} has no fixed suite; run it with {spec['built_at_run_time_by']}")
     parameters = _expectation_parameters(spec, now, expectation_parameters)
+    # imported once the checkpoint is known to run: Great Expectations takes seconds to import
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False}
     source = context.data_sources.add_postgres("warehouse", connection_string=url.url())

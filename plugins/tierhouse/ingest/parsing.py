@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
+from tierhouse.errors import TierhouseError
 from tierhouse.ingest import sources as s
 from tierhouse.privacy.crypto import normalise_phone
 
@@ -22,7 +23,7 @@ _TRUE = {"1", "true", "t", "yes", "y", "是"}
 _FALSE = {"0", "false", "f", "no", "n", "否"}
 
 
-class ReconciliationError(RuntimeError):
+class ReconciliationError(TierhouseError, RuntimeError):
     """Counts or sums of a load do not add up: something was lost or invented."""
 
 

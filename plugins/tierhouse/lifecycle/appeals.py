@@ -16,19 +16,22 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
+from tierhouse.errors import TierhouseError
 from tierhouse.grading.policy import Policy, discover, newest
 from tierhouse.lifecycle import history
-from tierhouse.lifecycle.review import CHINA
+from tierhouse.lifecycle.workdays import policy_deadline
+from tierhouse.periods import CHINA, TIMEZONE
 from tierhouse.warehouse.connection import WarehouseUrl, connect
+from tierhouse.warehouse.rows import fetch_dicts, to_json
 
 DEFAULT_APPEAL_WORKING_DAYS = 3
 
 
-class AppealError(ValueError):
+class AppealError(TierhouseError, ValueError):
     """An appeal or answer that cannot be accepted; the message says why."""
 
 
-class AppealsOverdue(RuntimeError):
+class AppealsOverdue(TierhouseError, RuntimeError):
     """Appeals past their due day without an answer."""
 
 
@@ -45,9 +48,7 @@ class AppealState:
 
 
 def appeal_deadline(graded_policy: Policy, received_at: datetime) -> date:
-    return graded_policy.working_day_deadline(
-        "appeal_working_days", DEFAULT_APPEAL_WORKING_DAYS, received_at.astimezone(CHINA).date()
-    )
+    return policy_deadline(graded_policy, "appeal_working_days", DEFAULT_APPEAL_WORKING_DAYS, received_at)
 
 
 def file_appeal(
@@ -102,10 +103,8 @@ def grading_basis(cur, policy: str, period_month: date, customer_key: str) -> li
         " order by grading_basis_id",
         (policy, period_month, customer_key),
     )
-    names = [d.name for d in cur.description]
     return [
-        {k: (str(v) if isinstance(v, Decimal | date) else v) for k, v in zip(names, row, strict=True) if v is not None}
-        for row in cur.fetchall()
+        {k: (str(v) if isinstance(v, Decimal | date) else v) for k, v in row.items() if v is not None} for row in fetch_dicts(cur)
     ]
 
 
@@ -173,7 +172,7 @@ def answer_appeal(
             "insert into history.appeal_answers (appeal_id, answered_by, outcome, tier_before, tier_after, basis, evidence,"
             " run_id, answered_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (appeal_id, answered_by.strip(), outcome, current_tier, new_tier or current_tier, basis.strip(),
-             history.to_json(evidence), run_id, answered_at),
+             to_json(evidence), run_id, answered_at),
         )  # fmt: skip
         return published
 
@@ -185,8 +184,9 @@ def appeal_states(url: WarehouseUrl, today: date | None = None) -> list[AppealSt
         history.ensure_schema(cur)
         cur.execute(
             "select a.appeal_id, a.policy, a.period_month, a.customer_key, a.received_at, a.due_on,"
-            " (x.answered_at at time zone 'Asia/Shanghai')::date, x.outcome"
-            " from history.appeals as a left join history.appeal_answers as x using (appeal_id) order by a.received_at"
+            " (x.answered_at at time zone %s)::date, x.outcome"
+            " from history.appeals as a left join history.appeal_answers as x using (appeal_id) order by a.received_at",
+            (TIMEZONE,),
         )
         return [
             AppealState(str(appeal_id), policy, month, customer, received, due, _status(due, answered_on, today), outcome)

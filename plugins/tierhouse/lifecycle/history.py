@@ -11,15 +11,17 @@ refuse it. A list already published for a period is never replaced: different re
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 import uuid
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 
 from tierhouse import settings
+from tierhouse.errors import TierhouseError
+from tierhouse.periods import add_months
 from tierhouse.warehouse.connection import WarehouseUrl, connect
+from tierhouse.warehouse.rows import fetch_dicts, to_json
 
 HISTORY_DDL = """
 create schema if not exists history;
@@ -196,6 +198,10 @@ def code_version() -> str:
         return "unknown"
 
 
+class PublishError(TierhouseError, RuntimeError):
+    """The candidate list cannot be published: dbt built no rows for it, or mixed policy versions."""
+
+
 @dataclass(frozen=True)
 class PublishOutcome:
     run_id: str
@@ -225,10 +231,10 @@ def publish_initial_list(url: WarehouseUrl, policy: str, period_month: date, air
         candidate = [row[:-1] for row in rows]
         dbt_invocation_id = rows[0][-1] if rows else None
         if not candidate:
-            raise RuntimeError(f"nothing to publish for {policy} {period_month:%Y-%m}: marts.fct_customer_tiers has no rows")
+            raise PublishError(f"nothing to publish for {policy} {period_month:%Y-%m}: marts.fct_customer_tiers has no rows")
         versions = {row[0] for row in candidate}
         if len(versions) != 1:
-            raise RuntimeError(f"{policy} {period_month:%Y-%m} mixes policy versions {sorted(versions)}")
+            raise PublishError(f"{policy} {period_month:%Y-%m} mixes policy versions {sorted(versions)}")
         (version,) = versions
         snapshot = [row[1:] for row in candidate]
         snapshot_hash = digest(snapshot)
@@ -353,18 +359,11 @@ def record_changes(cur, run_id: str, rule: str, changes: list[tuple[str, str, st
     )
 
 
-def to_json(value: object) -> str:
-    """JSON for evidence columns: dates and decimals as text, Chinese as it is."""
-    return json.dumps(value, default=str, ensure_ascii=False)
-
-
 def previous_distribution(url: WarehouseUrl, policy: str, period_month: date, tiers: list[str]) -> dict | None:
     """The tier shares of the policy's newest published initial list from the three months before
     (the month before for monthly policies, the quarter before for quarterly ones), smoothed so
     that an empty tier does not make the divergence infinite; None when there is none."""
-    earliest = period_month.replace(day=1)
-    for _ in range(3):
-        earliest = (earliest - timedelta(days=1)).replace(day=1)
+    earliest = add_months(period_month, -3)
     with connect(url) as conn, conn.cursor() as cur:
         ensure_schema(cur)
         cur.execute(
@@ -423,8 +422,7 @@ def customer_history(url: WarehouseUrl, customer_key: str) -> list[dict]:
     with connect(url) as conn, conn.cursor() as cur:
         ensure_schema(cur)
         cur.execute(_CUSTOMER_EVENTS, {"customer": customer_key})
-        names = [d.name for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return fetch_dicts(cur)
 
 
 def format_history(customer_key: str, rows: list[dict]) -> str:

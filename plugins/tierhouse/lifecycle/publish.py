@@ -1,9 +1,9 @@
-"""The published schema BI tools read (its DDL), period parsing and the tier summary. Lists are
-recorded and published together by :mod:`tierhouse.lifecycle.history`."""
+"""The published schema BI tools read (its DDL) and the tier summary. Lists are recorded and
+published together by :mod:`tierhouse.lifecycle.history`; periods are parsed by
+:mod:`tierhouse.periods`."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -34,14 +34,6 @@ create table if not exists published.customer_tiers (
 comment on table published.customer_tiers is
     'Audited customer tiers, one row per policy, period and customer; what BI tools read.';
 """
-
-
-def parse_period(period: str) -> date:
-    """``YYYY-MM`` (or a date inside the month) to the first day of that month."""
-    match = re.fullmatch(r"(\d{4})-(0[1-9]|1[0-2])(-\d{2})?", period.strip())
-    if not match:
-        raise ValueError(f"period must look like YYYY-MM, got {period!r}")
-    return date(int(match[1]), int(match[2]), 1)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 from datetime import date
 
-from tierhouse.grading.policy import QUARTER_END_MONTHS, Policy, discover
+from tierhouse.errors import TierhouseError
+from tierhouse.grading.policy import Policy, UnknownPolicy, discover
 from tierhouse.lifecycle import history
 from tierhouse.lifecycle.review import has_review
+from tierhouse.periods import PeriodError, is_quarter_end
 from tierhouse.warehouse.connection import WarehouseUrl, connect
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,7 @@ _EVIDENCE = (
 )  # fmt: skip
 
 
-class RegradeNotReady(RuntimeError):
+class RegradeNotReady(TierhouseError, RuntimeError):
     """The list the quarterly re-grade builds on does not exist yet (e.g. still under review)."""
 
 
@@ -36,10 +38,6 @@ def regraded_policies(policies: list[Policy] | None = None) -> list[Policy]:
         if graded_policy.regrade_rules and graded_policy.version >= newest.get(graded_policy.name, graded_policy).version:
             newest[graded_policy.name] = graded_policy
     return list(newest.values())
-
-
-def is_quarter_end(period_month: date) -> bool:
-    return period_month.month in QUARTER_END_MONTHS
 
 
 def base_run(cur, graded_policy: Policy, period_month: date) -> tuple[str, str]:
@@ -70,7 +68,7 @@ def _policy(name: str) -> Policy:
     for graded_policy in regraded_policies():
         if graded_policy.name == name:
             return graded_policy
-    raise ValueError(f"{name!r} has no re-grade rules in its policy file")
+    raise UnknownPolicy(f"{name!r} has no re-grade rules in its policy file")
 
 
 def regrade_quarter(
@@ -82,7 +80,7 @@ def regrade_quarter(
     already re-graded become a restatement candidate, like a late change to an initial list.
     """
     if not is_quarter_end(period_month):
-        raise ValueError(f"{period_month:%Y-%m} is not the last month of a quarter")
+        raise PeriodError(f"{period_month:%Y-%m} is not the last month of a quarter")
     graded_policy = _policy(policy_name)
     with connect(url) as conn, conn.cursor() as cur:
         history.ensure_schema(cur)

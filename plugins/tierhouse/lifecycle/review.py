@@ -10,17 +10,18 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
+from tierhouse.errors import TierhouseError
 from tierhouse.grading.policy import Policy, discover
 from tierhouse.lifecycle import history
+from tierhouse.lifecycle.workdays import policy_deadline
+from tierhouse.periods import CHINA
 from tierhouse.warehouse.connection import WarehouseUrl, connect
 
-CHINA = ZoneInfo("Asia/Shanghai")
 DEFAULT_REVIEW_WORKING_DAYS = 5
 
 
-class ReviewError(ValueError):
+class ReviewError(TierhouseError, ValueError):
     """A review that cannot be accepted; the message says why."""
 
 
@@ -48,9 +49,7 @@ def review_window(url: WarehouseUrl, policy: str, period_month: date) -> tuple[d
 
 def review_deadline(graded_policy: Policy, published_at: datetime) -> date:
     """The last day reviews are accepted: N working days after the initial list was published."""
-    return graded_policy.working_day_deadline(
-        "review_working_days", DEFAULT_REVIEW_WORKING_DAYS, published_at.astimezone(CHINA).date()
-    )
+    return policy_deadline(graded_policy, "review_working_days", DEFAULT_REVIEW_WORKING_DAYS, published_at)
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,18 @@ counting stops with a clear error rather than guess.
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import chinese_calendar
+
+from tierhouse.errors import TierhouseError
+from tierhouse.grading.policy import Policy
+from tierhouse.periods import CHINA
 
 log = logging.getLogger(__name__)
 
 
-class CalendarUnavailable(RuntimeError):
+class CalendarUnavailable(TierhouseError, RuntimeError):
     """The official holiday schedule for a year is not known yet."""
 
 
@@ -48,3 +52,12 @@ def add_working_days(start: date, days: int, weekday_fallback: bool = False) -> 
 def working_days_between(start: date, end: date, weekday_fallback: bool = False) -> int:
     """Working days after ``start`` up to and including ``end``."""
     return sum(is_working_day(start + timedelta(days=n), weekday_fallback) for n in range(1, (end - start).days + 1))
+
+
+def policy_deadline(graded_policy: Policy, calendar_key: str, default_days: int, since: datetime) -> date:
+    """``calendar.<calendar_key>`` working days (``default_days`` when the policy names none) after
+    the mainland-China date of ``since``; Monday to Friday for a year the holiday schedule does not
+    know yet, where the policy's calendar allows that."""
+    days = int(graded_policy.calendar.get(calendar_key, default_days))
+    weekday_fallback = graded_policy.calendar.get("unknown_year") == "weekdays"
+    return add_working_days(since.astimezone(CHINA).date(), days, weekday_fallback)

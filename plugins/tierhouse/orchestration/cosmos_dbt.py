@@ -9,6 +9,7 @@ from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavi
 from cosmos.profiles.postgres.user_pass import PostgresUserPasswordProfileMapping
 
 from tierhouse import settings
+from tierhouse.errors import TierhouseError
 from tierhouse.grading.transform import dbt_executable
 from tierhouse.privacy import access
 
@@ -21,6 +22,10 @@ class WarehouseProfileMapping(PostgresUserPasswordProfileMapping):
     def get_dbt_value(self, name: str) -> Any:
         value = super().get_dbt_value(name)
         return "" if name == "password" and value is None else value
+
+
+class ManifestMissing(TierhouseError, FileNotFoundError):
+    """The dbt manifest Cosmos renders the DAGs from has not been built."""
 
 
 def profile_config() -> ProfileConfig:
@@ -36,7 +41,7 @@ def profile_config() -> ProfileConfig:
 def dbt_build_group(group_id: str = "dbt_build", **kwargs: Any) -> DbtTaskGroup:
     """One ``dbt build`` task per model (model, then its unit and data tests), in dependency order."""
     if not settings.DBT_MANIFEST.exists():
-        raise FileNotFoundError(f"{settings.DBT_MANIFEST} is missing: run `make manifest` (dbt parse) before loading the DAGs")
+        raise ManifestMissing(f"{settings.DBT_MANIFEST} is missing: run `make manifest` (dbt parse) before loading the DAGs")
     return DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(

@@ -17,10 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tierhouse import settings
+from tierhouse.errors import TierhouseError
+from tierhouse.periods import TIMEZONE
 from tierhouse.privacy.crypto import ensure_local_key
 from tierhouse.warehouse.connection import WarehouseUrl
 
 DEFAULT_AIRFLOW_HOME = Path(os.environ.get("TIERHOUSE_AIRFLOW_HOME", settings.PROJECT_ROOT / ".airflow"))
+
+
+class LocalAirflowError(TierhouseError, RuntimeError):
+    """The local Airflow could not be set up (its metadata database)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ def airflow_env(url: WarehouseUrl, home: Path = DEFAULT_AIRFLOW_HOME, extra: dic
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DEFAULT_TIMEZONE": "Asia/Shanghai",
+        "AIRFLOW__CORE__DEFAULT_TIMEZONE": TIMEZONE,
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "AIRFLOW__COSMOS__PROPAGATE_LOGS": "False",
@@ -74,7 +80,7 @@ def ensure_metadata_db(airflow: LocalAirflow) -> None:
         return
     result = subprocess.run([airflow_executable(), "db", "migrate"], env=airflow.env(), capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise LocalAirflowError(f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     marker.write_text("ok\n")
 
 

@@ -4,10 +4,10 @@ resolves the warehouse from the Airflow connection and returns something small f
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from tierhouse import settings
-from tierhouse.lifecycle.publish import parse_period
+from tierhouse.periods import PeriodError, add_months, is_quarter_end, months_between, parse_period, quarter_end
 from tierhouse.warehouse.connection import WarehouseUrl
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,7 @@ def resolve_period(
         return f"{data_interval_start:%Y-%m}"
     through_dates = [date.fromisoformat(str(extra["data_through"])[:10]) for extra in asset_extras if extra.get("data_through")]
     reference = max(through_dates) if through_dates else (run_after.date() if isinstance(run_after, datetime) else run_after)
-    last_month = reference.replace(day=1) - timedelta(days=1)
-    return f"{last_month:%Y-%m}"
+    return f"{add_months(reference, -1):%Y-%m}"
 
 
 def apply_access_controls() -> list[str]:
@@ -99,11 +98,11 @@ def check_deidentification() -> int:
 def audit_tiers(policy: str, period: str) -> int:
     """The publish gate for one policy and period; the allowed tiers come from the policy files."""
     from tierhouse.grading import quality
-    from tierhouse.grading.policy import discover
+    from tierhouse.grading.policy import UnknownPolicy, discover
 
     versions = [p for p in discover() if p.name == policy]
     if not versions:
-        raise ValueError(f"no policy file for {policy!r}")
+        raise UnknownPolicy(f"no policy file for {policy!r}")
     tiers = sorted({tier.code for p in versions for tier in p.tiers} | {"none"})
     url, period_month = warehouse_url(), parse_period(period)
     filters = {"policy": policy, "period_month": period_month.isoformat()}
@@ -173,12 +172,8 @@ def grading_months(start: str, end: str) -> list[str]:
     """Every month from ``start`` to ``end``, oldest first."""
     first, last = parse_period(start), parse_period(end)
     if last < first:
-        raise ValueError(f"backfill end {end} is before its start {start}")
-    months, current = [], first
-    while current <= last:
-        months.append(f"{current:%Y-%m}")
-        current = (current + timedelta(days=32)).replace(day=1)
-    return months
+        raise PeriodError(f"backfill end {end} is before its start {start}")
+    return [f"{month:%Y-%m}" for month in months_between(first, last)]
 
 
 def backfill(policy: str, months: list[str], run_id: str | None) -> list[dict]:
@@ -199,17 +194,14 @@ def backfill(policy: str, months: list[str], run_id: str | None) -> list[dict]:
 def quarter_to_regrade(requested: str | None, data_interval_start: date | None, run_after: datetime | date) -> str:
     """The last month of the quarter to re-grade: asked for; else the quarter a scheduled run's
     data interval covers; else the last complete quarter before the run."""
-    from tierhouse.lifecycle import regrade
-
     if requested:
         month = parse_period(requested)
-    else:
-        reference = data_interval_start or (run_after.date() if isinstance(run_after, datetime) else run_after)
-        if data_interval_start is None:  # the quarter before the run's
-            reference = reference.replace(month=(reference.month - 1) // 3 * 3 + 1, day=1) - timedelta(days=1)
-        month = reference.replace(month=(reference.month - 1) // 3 * 3 + 3, day=1)
-    if not regrade.is_quarter_end(month):
-        raise ValueError(f"{month:%Y-%m} is not the last month of a quarter")
+    elif data_interval_start is not None:
+        month = quarter_end(data_interval_start)
+    else:  # the quarter before the run's
+        month = quarter_end(add_months(run_after.date() if isinstance(run_after, datetime) else run_after, -3))
+    if not is_quarter_end(month):
+        raise PeriodError(f"{month:%Y-%m} is not the last month of a quarter")
     return f"{month:%Y-%m}"
 
 
@@ -245,11 +237,13 @@ def data_subject_request(
     """One data-subject request (tierhouse.privacy.dsr); returns what was done, without personal data."""
     from pathlib import Path
 
+    from tierhouse.lifecycle import history
     from tierhouse.privacy import dsr
 
     url = url or warehouse_url()
     if kind == "access":
-        path = dsr.access(url, customer, requested_by, reason, Path(out_dir or settings.STATE_DIR / "dsr"))
+        out = Path(out_dir or settings.STATE_DIR / "dsr")
+        path = dsr.access(url, customer, requested_by, reason, out, history.customer_history(url, customer))
         return f"access: everything held on {customer} written to {path}"
     if kind == "correction":
         if not field or value is None:

