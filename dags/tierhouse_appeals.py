@@ -7,7 +7,9 @@ from __future__ import annotations
 from airflow.sdk import CronTriggerTimetable, dag, task
 
 from tierhouse.orchestration import pipeline
-from tierhouse.orchestration.defaults import DAG_SETTINGS, TIMEZONE
+from tierhouse.orchestration.defaults import DAG_SETTINGS
+from tierhouse.orchestration.tasks import run_day
+from tierhouse.periods import TIMEZONE
 
 
 @dag(
@@ -20,7 +22,7 @@ from tierhouse.orchestration.defaults import DAG_SETTINGS, TIMEZONE
 def tierhouse_appeals():
     @task
     def check_appeal_deadlines(**context) -> dict[str, int]:
-        return pipeline.check_appeal_deadlines(context["logical_date"].in_timezone(TIMEZONE).date())
+        return pipeline.check_appeal_deadlines(run_day(context))
 
     check_appeal_deadlines()
 

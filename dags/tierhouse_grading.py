@@ -10,7 +10,9 @@ from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, Param, c
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import PUBLISHED_TIERS, RAW_SALES
 from tierhouse.orchestration.chains import build_and_deidentify
-from tierhouse.orchestration.defaults import DAG_SETTINGS, GRADED_POLICIES, TIMEZONE
+from tierhouse.orchestration.defaults import DAG_SETTINGS, GRADED_POLICIES
+from tierhouse.orchestration.tasks import interval_start, summarise_tiers
+from tierhouse.periods import TIMEZONE
 
 
 @dag(
@@ -28,10 +30,10 @@ def tierhouse_grading():
     @task
     def resolve_period(**context) -> str:
         extras = [event.extra for events in context["triggering_asset_events"].values() for event in events]
-        start, end = context.get("data_interval_start"), context.get("data_interval_end")
         # a month-end run's data interval is the month to grade; asset and manual runs have none
-        interval_start = start.in_timezone(TIMEZONE).date() if start is not None and end is not None and end > start else None
-        return pipeline.resolve_period(context["params"].get("period"), extras, context["dag_run"].run_after, interval_start)
+        return pipeline.resolve_period(
+            context["params"].get("period"), extras, context["dag_run"].run_after, interval_start(context)
+        )
 
     # P2 and P3 list only at quarter ends (their calendars); the rest of that policy's branch is skipped.
     @task.short_circuit
@@ -46,10 +48,6 @@ def tierhouse_grading():
     @task(outlets=[PUBLISHED_TIERS])
     def publish_tiers(policy: str, period: str, **context) -> dict:
         return pipeline.publish_tiers(policy, period, context["run_id"])
-
-    @task
-    def summarise_tiers(policy: str, period: str) -> str:
-        return pipeline.summarise_tiers(policy, period)
 
     period = resolve_period()
     deidentified = build_and_deidentify(period)

@@ -10,7 +10,9 @@ from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
 from tierhouse.ingest.sources import SOURCES
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import RAW_SALES
-from tierhouse.orchestration.defaults import DAG_SETTINGS, TIMEZONE
+from tierhouse.orchestration.defaults import DAG_SETTINGS
+from tierhouse.orchestration.tasks import run_day
+from tierhouse.periods import TIMEZONE
 
 
 @dag(
@@ -38,9 +40,7 @@ def tierhouse_ingest():
     def check_raw_quality(**context) -> int:
         evaluated = pipeline.check_raw_quality()
         # Grading reads this to know which month the data now completes.
-        context["outlet_events"][RAW_SALES].extra = {
-            "data_through": context["data_interval_end"].in_timezone(TIMEZONE).date().isoformat()
-        }
+        context["outlet_events"][RAW_SALES].extra = {"data_through": run_day(context, "data_interval_end").isoformat()}
         return evaluated
 
     loads = [load_exports.override(task_id=f"load_{name}")(name) for name in SOURCES]

@@ -11,7 +11,9 @@ from airflow.sdk import CronDataIntervalTimetable, Param, chain, dag, task
 
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import PUBLISHED_TIERS
-from tierhouse.orchestration.defaults import DAG_SETTINGS, REGRADED_POLICIES, TIMEZONE
+from tierhouse.orchestration.defaults import DAG_SETTINGS, REGRADED_POLICIES
+from tierhouse.orchestration.tasks import interval_start, summarise_tiers
+from tierhouse.periods import TIMEZONE
 
 # The base list is confirmed 5 working days after the month's initial list; Golden Week can
 # stretch that to two weeks, so the sensor waits up to three.
@@ -34,9 +36,9 @@ BASE_LIST_WAIT = timedelta(days=21)
 def tierhouse_quarterly():
     @task
     def resolve_quarter(**context) -> str:
-        start, end = context.get("data_interval_start"), context.get("data_interval_end")
-        interval_start = start.in_timezone(TIMEZONE).date() if start is not None and end is not None and end > start else None
-        return pipeline.quarter_to_regrade(context["params"].get("quarter_end"), interval_start, context["dag_run"].run_after)
+        return pipeline.quarter_to_regrade(
+            context["params"].get("quarter_end"), interval_start(context), context["dag_run"].run_after
+        )
 
     @task.sensor(poke_interval=timedelta(hours=1), timeout=BASE_LIST_WAIT, mode="reschedule")
     def await_base_list(policy: str, period: str) -> bool:
@@ -45,10 +47,6 @@ def tierhouse_quarterly():
     @task(outlets=[PUBLISHED_TIERS])
     def regrade(policy: str, period: str, **context) -> dict:
         return pipeline.regrade_quarter(policy, period, context["run_id"])
-
-    @task
-    def summarise_tiers(policy: str, period: str) -> str:
-        return pipeline.summarise_tiers(policy, period)
 
     period = resolve_quarter()
     for policy in REGRADED_POLICIES:

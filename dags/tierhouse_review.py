@@ -8,7 +8,9 @@ from airflow.sdk import CronTriggerTimetable, dag, task
 
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import PUBLISHED_TIERS
-from tierhouse.orchestration.defaults import DAG_SETTINGS, TIMEZONE
+from tierhouse.orchestration.defaults import DAG_SETTINGS
+from tierhouse.orchestration.tasks import run_day
+from tierhouse.periods import TIMEZONE
 
 
 @dag(
@@ -21,8 +23,7 @@ from tierhouse.orchestration.defaults import DAG_SETTINGS, TIMEZONE
 def tierhouse_review():
     @task(outlets=[PUBLISHED_TIERS])
     def confirm_due_lists(**context) -> list[dict]:
-        today = context["logical_date"].in_timezone(TIMEZONE).date()
-        return pipeline.confirm_due_lists(today, context["run_id"])
+        return pipeline.confirm_due_lists(run_day(context), context["run_id"])
 
     confirm_due_lists()
 

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("TIERHOUSE_RETRY_DELAY_SECONDS", "300")))
 
 DEFAULT_ARGS = {"owner": "data-engineering", "retries": 2, "retry_delay": RETRY_DELAY}
-TIMEZONE = "Asia/Shanghai"
 
 #: What every tierhouse DAG shares: no catch-up by default (backfills are explicit), one run at a
 #: time (two runs of the same period must never overlap), owner and retries.
