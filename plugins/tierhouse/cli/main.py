@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from tierhouse import settings
+from tierhouse.errors import TierhouseError
 from tierhouse.periods import parse_period
 
 #: The generator's default end: data runs through October 2026, so October is the demo period.
@@ -18,6 +19,17 @@ DEMO_DATA_END = date(2026, 11, 1)
 DEMO_PERIOD = "2026-10"
 DEMO_QUARTER_END = "2026-09"
 DEMO_BACKFILL = {"start": "2026-07", "end": DEMO_PERIOD}
+
+
+class UsageError(TierhouseError, ValueError):
+    """A command asked for something it cannot do: a missing option, a missing file."""
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not a day; expected YYYY-MM-DD") from None
 
 
 def _url():
@@ -48,7 +60,7 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from tierhouse.devtools.generate import generate
 
-    counts = generate(Path(args.out), args.customers, args.months, args.seed, date.fromisoformat(args.end))
+    counts = generate(Path(args.out), args.customers, args.months, args.seed, _day(args.end))
     print(json.dumps(counts.__dict__))
     return 0
 
@@ -56,7 +68,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_seed_shop(args: argparse.Namespace) -> int:
     from tierhouse.ingest.loaders import seed_shop_database
 
-    print(f"shop database: {seed_shop_database(_url(), Path(args.dir))} orders")
+    shop_dir = Path(args.dir)
+    if not shop_dir.is_dir():
+        raise UsageError(f"no such directory: {shop_dir} (`tierhouse generate` writes it)")
+    print(f"shop database: {seed_shop_database(_url(), shop_dir)} orders")
     return 0
 
 
@@ -66,7 +81,7 @@ def cmd_import_orders(args: argparse.Namespace) -> int:
     _local_keys()
     path = Path(args.file)
     if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
+        raise UsageError(f"no such file: {path}")
     url = _url()
     summary = import_order_file(url, path)
     print(f"{path.name}: {summary.rows_loaded} lines loaded, {summary.rows_quarantined} quarantined")
@@ -108,7 +123,11 @@ def cmd_manifest(_args: argparse.Namespace) -> int:
 def cmd_run_dag(args: argparse.Namespace) -> int:
     from tierhouse.orchestration.local_airflow import LocalAirflow, dags_test
 
-    result = dags_test(LocalAirflow(_url()), args.dag_id, args.logical_date, json.loads(args.conf) if args.conf else None)
+    try:
+        conf = json.loads(args.conf) if args.conf else None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--conf is not JSON: {exc}") from None
+    result = dags_test(LocalAirflow(_url()), args.dag_id, args.logical_date, conf)
     print(f"{args.dag_id}: run {result.run_id} ended {result.state}")
     return 0 if result.succeeded else 1
 
@@ -144,11 +163,11 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.action == "add":
         missing = [name for name in ("policy", "period", "customer", "tier", "reviewer", "reason") if not getattr(args, name)]
         if missing:
-            raise ValueError(f"review add needs --{' --'.join(missing)}")
+            raise UsageError(f"review add needs --{' --'.join(missing)}")
         review_id = add_review(url, args.policy, parse_period(args.period), args.customer, args.tier, args.reviewer, args.reason)
         print(f"review {review_id} recorded")
     else:
-        today = date.fromisoformat(args.today) if args.today else date.today()
+        today = _day(args.today) if args.today else date.today()
         for outcome in confirm_due_lists(url, today):
             print(f"confirmed run {outcome.run_id}: {outcome.rows} customers")
     return 0
@@ -161,7 +180,7 @@ def cmd_appeal(args: argparse.Namespace) -> int:
     if args.action == "file":
         missing = [name for name in ("policy", "period", "customer", "request", "recorded_by") if not getattr(args, name)]
         if missing:
-            raise ValueError(f"appeal file needs --{' --'.join(m.replace('_', '-') for m in missing)}")
+            raise UsageError(f"appeal file needs --{' --'.join(m.replace('_', '-') for m in missing)}")
         appeal_id, due_on = appeals.file_appeal(
             url, args.policy, parse_period(args.period), args.customer, args.request, args.recorded_by, args.channel
         )
@@ -169,7 +188,7 @@ def cmd_appeal(args: argparse.Namespace) -> int:
     elif args.action == "answer":
         missing = [name for name in ("appeal_id", "answered_by", "basis") if not getattr(args, name)]
         if missing:
-            raise ValueError(f"appeal answer needs --{' --'.join(m.replace('_', '-') for m in missing)}")
+            raise UsageError(f"appeal answer needs --{' --'.join(m.replace('_', '-') for m in missing)}")
         outcome = appeals.answer_appeal(url, args.appeal_id, args.answered_by, args.basis, args.tier)
         print(f"appeal {args.appeal_id} answered: " + (f"corrected, list {outcome.run_id} published" if outcome else "upheld"))
     else:
@@ -207,6 +226,9 @@ def cmd_dsr(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from tierhouse.grading.quality import run_checkpoint
 
+    malformed = [item for item in args.param if "=" not in item]
+    if malformed:
+        raise UsageError(f"--param takes key=value, got {malformed}")
     params = dict(item.split("=", 1) for item in args.param)
     outcome = run_checkpoint(_url(), args.checkpoint, params)
     for failure in outcome.failures:
@@ -412,15 +434,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # a clear one-line error for the user; tracebacks stay in the logs
-        from tierhouse.grading.policy import PolicyError
-        from tierhouse.lifecycle.workdays import CalendarUnavailable
-        from tierhouse.warehouse.connection import WarehouseError
-
-        if isinstance(exc, (PolicyError, WarehouseError, ValueError, FileNotFoundError, CalendarUnavailable)):
-            print(f"tierhouse: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except TierhouseError as exc:  # expected: its message says what to do; anything else keeps its traceback
+        print(f"tierhouse: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
