@@ -241,7 +241,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Warehouse, sample data, both DAGs for real, then the tier summary."""
     from tierhouse.devtools.generate import generate
     from tierhouse.ingest.loaders import format_load_report, load_report, seed_shop_database
-    from tierhouse.lifecycle.appeals import answer_appeal, file_appeal
+    from tierhouse.lifecycle.appeals import answer_appeal, appeal_states, file_appeal
     from tierhouse.lifecycle.history import customer_history, format_history, format_lists
     from tierhouse.lifecycle.publish import format_summary, tier_summary
     from tierhouse.lifecycle.review import add_review, review_window
@@ -280,31 +280,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(format_load_report(load_report(url)))
 
+    # The review and the appeal are recorded once: a second demo in the same warehouse reports
+    # what the first recorded (the product refuses a review of a confirmed list, rightly). Both
+    # customers come from the initial list, which no later list changes.
     p1, october = "highend_flower", parse_period(DEMO_PERIOD)
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute(
-            "select min(customer_key) filter (where tier = 'none'), min(customer_key) filter (where tier = 'potential')"
-            " from published.customer_tiers where policy = %s and period_month = %s",
+            "select min(s.customer_key) filter (where s.tier = 'none'), min(s.customer_key) filter (where s.tier = 'potential')"
+            " from history.tier_snapshots as s join history.grading_runs as r using (run_id)"
+            " where r.policy = %s and r.period_month = %s and r.list_kind = 'initial'",
             (p1, october),
         )
         reviewed, appellant = cur.fetchone()
-    add_review(url, p1, october, reviewed, "potential", "Demo Reviewer", "wedding season pipeline confirmed by the store manager")
-    print(f"\n[demo] review: {reviewed} none -> potential on the {DEMO_PERIOD} initial list (Art. 8)")
-    # The review window is 5 mainland-China working days from today; the review DAG is run as
-    # of the day after it closes, which confirms every list published above.
+        cur.execute(
+            "select exists (select 1 from history.reviews where policy = %s and period_month = %s and customer_key = %s)",
+            (p1, october, reviewed),
+        )
+        (review_recorded,) = cur.fetchone()
+    if review_recorded:
+        print(f"\n[demo] review: {reviewed} none -> potential on the {DEMO_PERIOD} initial list, recorded before (Art. 8)")
+    else:
+        add_review(
+            url, p1, october, reviewed, "potential", "Demo Reviewer", "wedding season pipeline confirmed by the store manager"
+        )
+        print(f"\n[demo] review: {reviewed} none -> potential on the {DEMO_PERIOD} initial list (Art. 8)")
+    # The review window is 5 mainland-China working days from the initial list; the review DAG is
+    # run as of the day after it closes, which confirms every list published above.
     _, deadline = review_window(url, p1, october)
     if not run("tierhouse_review", (deadline + timedelta(days=1)).isoformat()):
         return 1
     if not run("tierhouse_quarterly", conf={"quarter_end": DEMO_QUARTER_END}):
         return 1
-    appeal_id, due_on = file_appeal(
+    filed = next((a for a in appeal_states(url) if (a.policy, a.period_month, a.customer_key) == (p1, october, appellant)), None)
+    appeal_id, due_on = (filed.appeal_id, filed.due_on) if filed else file_appeal(
         url, p1, october, appellant, "customer says a wedding order booked as a guest checkout is missing", "Demo Service Desk"
-    )
-    answer_appeal(
-        url, appeal_id, "Demo Service Lead",
-        "guest-checkout order matched to the member by phone; spend and frequency meet the high tier", new_tier="high",
     )  # fmt: skip
-    print(f"[demo] appeal {appeal_id[:8]}: {appellant} potential -> high on the {DEMO_PERIOD} list, answered before {due_on}")
+    if filed and filed.outcome:
+        print(f"[demo] appeal {appeal_id[:8]}: {appellant} on the {DEMO_PERIOD} list, answered before ({filed.outcome})")
+    else:
+        answer_appeal(
+            url, appeal_id, "Demo Service Lead",
+            "guest-checkout order matched to the member by phone; spend and frequency meet the high tier", new_tier="high",
+        )  # fmt: skip
+        print(f"[demo] appeal {appeal_id[:8]}: {appellant} potential -> high on the {DEMO_PERIOD} list, answered before {due_on}")
     if not run("tierhouse_appeals", datetime.now().strftime("%Y-%m-%d")):
         return 1
 
