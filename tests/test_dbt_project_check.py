@@ -242,6 +242,12 @@ def test_a_mart_over_one_sources_staging_alone_is_fine() -> None:
     assert ("mart_reads_staging", "dim_members") not in _rule_node_pairs(clean_manifest())
 
 
+def test_a_model_may_be_declared_in_its_own_yaml_beside_it() -> None:
+    manifest = clean_manifest()
+    _set("fct_sales", patch_path=f"{PROJECT}://models/marts/fct_sales.yml")(manifest)
+    assert check_manifest(manifest) == []
+
+
 def test_a_model_level_primary_key_test_proves_a_grain() -> None:
     manifest = clean_manifest()
     _drop_tests_of(manifest, "int_sales_by_member")

@@ -24,8 +24,9 @@ by us because the package cannot be installed in this project's environment:
 ``staging_reads_other_source``
     A staging model reads only the source its folder is named after.
 ``yaml_file_naming``
-    The models of a folder are declared in that folder's ``_<folder>__models.yml``; a staging
-    folder's source in its ``_<source>__sources.yml``.
+    A model is declared beside its SQL, in ``<model>.yml`` (with its unit tests, as jaffle-shop
+    does) or in its folder's ``_<folder>__models.yml``; a staging folder's source in its
+    ``_<source>__sources.yml``.
 ``mart_reads_staging``
     A mart built on intermediate models (or on several sources) does not also reach into a
     source's staging models: that join belongs in an intermediate model. A mart over one source's
@@ -68,7 +69,7 @@ RULES = {
     "source_outside_staging": "only staging models read sources",
     "model_naming": "staging/<source>/stg_<source>__<entity>, intermediate/int_*, marts/dim_* or marts/fct_*",
     "staging_reads_other_source": "a staging model reads only its folder's source",
-    "yaml_file_naming": "models in _<folder>__models.yml, sources in staging/<source>/_<source>__sources.yml",
+    "yaml_file_naming": "models in <model>.yml or _<folder>__models.yml beside them, sources in staging/<source>/_<source>__sources.yml",
     "mart_reads_staging": "a mart on intermediate models or several sources does not read staging models directly",
     "contract_not_enforced": "every (published) mart enforces its contract",
     "exposure_reads_unpublished": "exposures depend only on contracted marts",
@@ -290,9 +291,9 @@ def check_yaml_files(project: Project) -> Iterator[Finding]:
         if model.patch_path is None:
             continue  # undeclared: missing_description already says so
         folder = model.path.parent
-        expected = f"models/{folder}/_{folder.name}__models.yml"
-        if model.patch_path != expected:
-            yield Finding("yaml_file_naming", model.name, f"declared in {model.patch_path}; expected {expected}")
+        beside, folder_file = f"models/{folder}/{model.name}.yml", f"models/{folder}/_{folder.name}__models.yml"
+        if model.patch_path not in (beside, folder_file):
+            yield Finding("yaml_file_naming", model.name, f"declared in {model.patch_path}; expected {beside} or {folder_file}")
     for source in project.sources:
         expected = f"models/{STAGING}/{source['source_name']}/_{source['source_name']}__sources.yml"
         if source.get("original_file_path") != expected:
