@@ -220,6 +220,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Warehouse, sample data, both DAGs for real, then the tier summary."""
     from tierhouse.devtools.generate import generate
+    from tierhouse.grading.policy import NO_TIER
     from tierhouse.ingest.loaders import format_load_report, load_report, seed_shop_database
     from tierhouse.lifecycle.appeals import answer_appeal, file_appeal
     from tierhouse.lifecycle.history import customer_history, format_history, format_lists
@@ -263,9 +264,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     p1, october = "highend_flower", parse_period(DEMO_PERIOD)
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute(
-            "select min(customer_key) filter (where tier = 'none'), min(customer_key) filter (where tier = 'potential')"
+            "select min(customer_key) filter (where tier = %s), min(customer_key) filter (where tier = 'potential')"
             " from published.customer_tiers where policy = %s and period_month = %s",
-            (p1, october),
+            (NO_TIER, p1, october),
         )
         reviewed, appellant = cur.fetchone()
     add_review(url, p1, october, reviewed, "potential", "Demo Reviewer", "wedding season pipeline confirmed by the store manager")
