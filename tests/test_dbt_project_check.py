@@ -156,6 +156,28 @@ def _expose(parent: str) -> Callable[[dict[str, Any]], None]:
     )
 
 
+def _add_model(name: str, path: str, parents: list[str]) -> Callable[[dict[str, Any]], None]:
+    """A new, tested and contracted model reading ``parents`` (model names, or full ids)."""
+
+    def add(manifest: dict[str, Any]) -> None:
+        parent_ids = [p if "." in p else f"model.{PROJECT}.{p}" for p in parents]
+        model = _model(name, path, parent_ids, contract=path.startswith("marts/"))
+        manifest["nodes"][model["unique_id"]] = model
+        manifest["nodes"].update(_key_tests(model["unique_id"]))
+
+    return add
+
+
+def _leaf_marts(parent: str, count: int) -> Callable[[dict[str, Any]], None]:
+    """``count`` marts that read ``parent`` and that nothing reads."""
+
+    def add(manifest: dict[str, Any]) -> None:
+        for n in range(count):
+            _add_model(f"fct_report_{n}", f"marts/fct_report_{n}.sql", [parent])(manifest)
+
+    return add
+
+
 BROKEN_PROJECTS = {
     "model without description": (_set("int_sales_by_member", description="  "), ("missing_description", "int_sales_by_member")),
     "source without description": (_set_source("pos.sales", description=""), ("missing_description", "pos.sales")),
@@ -222,6 +244,17 @@ BROKEN_PROJECTS = {
         _set_source("crm.members", loaded_at_field=None),
         ("missing_source_freshness", "crm.members"),
     ),
+    # stg_crm__members -> int_sales_by_member -> fct_sales, and stg_crm__members -> fct_sales
+    "model rejoining a concept its only reader also reads": (
+        _add_parent("fct_sales", f"model.{PROJECT}.stg_crm__members"),
+        ("rejoining_of_upstream_concepts", "int_sales_by_member"),
+    ),
+    "model feeding three leaf models": (_leaf_marts("int_sales_by_member", 3), ("model_fanout", "int_sales_by_member")),
+    "model with no parents": (_set("dim_members", depends_on={"nodes": []}), ("root_model", "dim_members")),
+    "model reading a source and a model": (
+        _add_parent("stg_pos__sales", f"model.{PROJECT}.stg_crm__members"),
+        ("direct_join_to_source", "stg_pos__sales"),
+    ),
 }
 
 
@@ -240,6 +273,60 @@ def test_every_rule_has_a_breakage_test() -> None:
 def test_a_mart_over_one_sources_staging_alone_is_fine() -> None:
     # dim_members reads only stg_crm__members: no intermediate model is needed in between
     assert ("mart_reads_staging", "dim_members") not in _rule_node_pairs(clean_manifest())
+
+
+def test_a_rejoin_through_a_model_that_feeds_others_too_is_fine() -> None:
+    # int_sales_by_member is shared logic once a second model reads it
+    manifest = clean_manifest()
+    _add_parent("fct_sales", f"model.{PROJECT}.stg_crm__members")(manifest)
+    _add_model("fct_member_totals", "marts/fct_member_totals.sql", ["int_sales_by_member"])(manifest)
+    assert not {pair for pair in _rule_node_pairs(manifest) if pair[0] == "rejoining_of_upstream_concepts"}
+
+
+def test_an_exposure_is_no_second_use_of_a_rejoined_model() -> None:
+    manifest = clean_manifest()
+    _add_parent("fct_sales", f"model.{PROJECT}.stg_crm__members")(manifest)
+    _expose("int_sales_by_member")(manifest)
+    assert ("rejoining_of_upstream_concepts", "int_sales_by_member") in _rule_node_pairs(manifest)
+
+
+def test_two_leaf_models_are_no_fanout() -> None:
+    manifest = clean_manifest()
+    _leaf_marts("int_sales_by_member", 2)(manifest)
+    assert check_manifest(manifest) == []
+
+
+def test_a_model_an_exposure_reads_is_no_leaf() -> None:
+    manifest = clean_manifest()
+    _leaf_marts("int_sales_by_member", 3)(manifest)
+    _expose("fct_report_0")(manifest)
+    assert check_manifest(manifest) == []
+
+
+def test_a_fanout_of_models_that_feed_others_is_fine() -> None:
+    manifest = clean_manifest()
+    _leaf_marts("int_sales_by_member", 3)(manifest)
+    _add_model("fct_summary", "marts/fct_summary.sql", ["fct_report_1", "fct_report_2"])(manifest)
+    assert check_manifest(manifest) == []
+
+
+def test_a_model_reading_only_a_seed_is_no_root() -> None:
+    manifest = clean_manifest()
+    _set("dim_members", depends_on={"nodes": [f"seed.{PROJECT}.ref_regions"]})(manifest)
+    assert ("root_model", "dim_members") not in _rule_node_pairs(manifest)
+
+
+def test_a_source_next_to_a_seed_is_no_direct_join() -> None:
+    # a seed is a lookup the staging model may use; only a model next to a source is flagged
+    manifest = clean_manifest()
+    _add_parent("stg_pos__sales", f"seed.{PROJECT}.ref_stores")(manifest)
+    assert check_manifest(manifest) == []
+
+
+def test_a_model_may_be_declared_in_its_own_yaml_beside_it() -> None:
+    manifest = clean_manifest()
+    _set("fct_sales", patch_path=f"{PROJECT}://models/marts/fct_sales.yml")(manifest)
+    assert check_manifest(manifest) == []
 
 
 def test_a_model_level_primary_key_test_proves_a_grain() -> None:
@@ -275,8 +362,9 @@ def test_installed_packages_are_not_checked() -> None:
 
 
 def _broken_manifest() -> dict[str, Any]:
+    """One finding: dim_members joins two sources' staging models."""
     manifest = clean_manifest()
-    _add_parent("fct_sales", f"model.{PROJECT}.stg_pos__sales")(manifest)
+    _add_parent("dim_members", f"model.{PROJECT}.stg_pos__sales")(manifest)
     return manifest
 
 
@@ -287,21 +375,23 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_an_exception_with_a_reason_excuses_its_finding(tmp_path: Path) -> None:
-    path = _write(tmp_path, "exceptions:\n  - {rule: mart_reads_staging, node: fct_sales, reason: a lookup joined where used}\n")
+    path = _write(
+        tmp_path, "exceptions:\n  - {rule: mart_reads_staging, node: dim_members, reason: a lookup joined where used}\n"
+    )
     assert run(_broken_manifest(), path) == []
 
 
 def test_an_exception_without_a_reason_fails(tmp_path: Path) -> None:
-    path = _write(tmp_path, "exceptions:\n  - {rule: mart_reads_staging, node: fct_sales, reason: ' '}\n")
+    path = _write(tmp_path, "exceptions:\n  - {rule: mart_reads_staging, node: dim_members, reason: ' '}\n")
     pairs = {(f.rule, f.node) for f in run(_broken_manifest(), path)}
     # the finding stands, and the exception itself is reported
-    assert pairs == {("mart_reads_staging", "fct_sales"), ("exception_without_reason", "fct_sales")}
+    assert pairs == {("mart_reads_staging", "dim_members"), ("exception_without_reason", "dim_members")}
 
 
 def test_an_exception_with_no_reason_key_fails(tmp_path: Path) -> None:
-    exceptions, problems = load_exceptions(_write(tmp_path, "exceptions:\n  - {rule: mart_reads_staging, node: fct_sales}\n"))
+    exceptions, problems = load_exceptions(_write(tmp_path, "exceptions:\n  - {rule: mart_reads_staging, node: dim_members}\n"))
     assert exceptions == []
-    assert [(p.rule, p.node) for p in problems] == [("exception_without_reason", "fct_sales")]
+    assert [(p.rule, p.node) for p in problems] == [("exception_without_reason", "dim_members")]
 
 
 def test_a_stale_exception_is_reported() -> None:
@@ -329,7 +419,8 @@ def test_main_prints_rule_node_message_and_fails(tmp_path: Path, capsys: pytest.
     lines = capsys.readouterr().out.splitlines()
     assert code == 1
     assert lines == [
-        "mart_reads_staging  fct_sales  reads stg_pos__sales directly next to other inputs; join it in an intermediate model"
+        "mart_reads_staging  dim_members  reads stg_crm__members directly next to other inputs; join it in an intermediate model",
+        "mart_reads_staging  dim_members  reads stg_pos__sales directly next to other inputs; join it in an intermediate model",
     ]
 
 

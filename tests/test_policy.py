@@ -203,3 +203,28 @@ def test_every_indicator_a_policy_may_name_is_computed_by_dbt() -> None:
     sql = (settings.DBT_PROJECT_DIR / "models" / "intermediate" / "int_customer_indicator_values.sql").read_text()
     for indicator in policy.INDICATORS:
         assert f"('{indicator}'," in sql, indicator
+
+
+def test_constants_shared_with_dbt_are_written_once_as_dbt_vars() -> None:
+    """The no-tier code, label and rank, the score prefix, the composite and the policy-version key
+    come from dbt_project.yml's vars on both sides: no model or macro writes their values itself."""
+    from tierhouse.grading.dbt_vars import dbt_vars
+
+    shared = dbt_vars()
+    read_by_python = {"no_tier": policy.NO_TIER, "no_tier_rank": policy.NO_TIER_RANK}
+    read_by_python |= {"score_indicator_prefix": policy.SCORE_PREFIX, "composite_indicator": policy.COMPOSITE}
+    assert {name: shared[name] for name in read_by_python} == read_by_python
+    assert policy.parse_policy(SHIPPED).policy_version_id == f"highend_flower{shared['policy_version_separator']}1"
+    written_out = {
+        "no_tier": f"'{shared['no_tier']}'",
+        "no_tier_label": f"'{shared['no_tier_label']}'",
+        "no_tier_rank": f", {shared['no_tier_rank']})",
+        "score_indicator_prefix": f"'{shared['score_indicator_prefix']}",
+        "composite_indicator": f"'{shared['composite_indicator']}'",
+        "policy_version_separator": f"'{shared['policy_version_separator']}' || version",
+    }
+    dbt_dir = settings.DBT_PROJECT_DIR
+    for path in [*(dbt_dir / "models").rglob("*.sql"), *(dbt_dir / "macros").glob("*.sql")]:
+        sql = path.read_text()
+        for name, literal in written_out.items():
+            assert literal not in sql, f"{path.name} writes {name} itself; use var('{name}')"

@@ -24,7 +24,7 @@ customer_periods as (
 final as (
 
     -- everything a tier rule may test: indicators, score points (score.<name>) and the
-    -- weighted composite score
+    -- weighted composite score, computed here once for every model that needs it
     select
         indicator_values.customer_period_id,
         indicator_values.policy_version_id,
@@ -35,7 +35,7 @@ final as (
     select
         scores.customer_period_id,
         customer_periods.policy_version_id,
-        'score.' || scores.score as indicator,
+        '{{ var("score_indicator_prefix") }}' || scores.score as indicator,
         scores.points as indicator_value
     from scores
     inner join customer_periods
@@ -44,7 +44,7 @@ final as (
     select
         scores.customer_period_id,
         customer_periods.policy_version_id,
-        'composite_score' as indicator,
+        '{{ var("composite_indicator") }}' as indicator,
         sum(scores.weighted_points) as indicator_value
     from scores
     inner join customer_periods

@@ -12,9 +12,9 @@ score_bands as (
 
 ),
 
-band_conditions as (
+policy_conditions as (
 
-    select * from {{ ref('stg_policy__band_conditions') }}
+    select * from {{ ref('int_policy_conditions') }}
 
 ),
 
@@ -29,18 +29,7 @@ customer_periods as (
 
 condition_checks as (
 
-    select
-        indicator_values.customer_period_id,
-        band_conditions.score,
-        band_conditions.band,
-        band_conditions.match_group,
-        {{ condition_holds('indicator_values.indicator_value', 'band_conditions.operator', 'band_conditions.threshold') }}
-            as is_met
-    from band_conditions
-    inner join indicator_values
-        on
-            band_conditions.policy_version_id = indicator_values.policy_version_id
-            and band_conditions.indicator = indicator_values.indicator
+    {{ check_policy_conditions('band', 'policy_conditions', 'indicator_values') }}
 
 ),
 

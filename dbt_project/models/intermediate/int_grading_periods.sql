@@ -59,7 +59,12 @@ final as (
         (versions_in_force.period_end - (policy_settings.window_months || ' months')::interval + interval '1 day')::date
             as window_start,
         policy_settings.window_months,
-        policy_settings.big_ticket_order_min
+        policy_settings.big_ticket_order_min,
+        -- Art. 5 label thresholds, for policies that define them
+        policy_settings.enterprise_label_min_share,
+        policy_settings.special_needs_label_min_share,
+        policy_settings.long_term_label_min_active_months,
+        policy_settings.long_term_label_min_tenure_months
     from versions_in_force
     inner join policy_settings
         on versions_in_force.policy_version_id = policy_settings.policy_version_id

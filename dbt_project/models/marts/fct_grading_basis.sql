@@ -18,31 +18,21 @@ tiers as (
 
 ),
 
-tier_conditions as (
+policy_conditions as (
 
-    select * from {{ ref('stg_policy__tier_conditions') }}
-
-),
-
-band_conditions as (
-
-    select * from {{ ref('stg_policy__band_conditions') }}
+    select * from {{ ref('int_policy_conditions') }}
 
 ),
 
 used_indicators as (
 
-    -- the raw indicators a policy version looks at, in its tier rules or its score bands
-    select
+    -- what a policy version's tier rules and score bands test; the join to indicator_values
+    -- below keeps the raw indicators among them (not score.<name> nor the composite score)
+    select distinct
         policy_version_id,
         indicator
-    from tier_conditions
-    where indicator not like 'score.%' and indicator <> 'composite_score'
-    union
-    select
-        policy_version_id,
-        indicator
-    from band_conditions
+    from policy_conditions
+    where rule_kind in ('tier', 'band')
 
 ),
 
@@ -77,7 +67,7 @@ items as (
     select
         customer_period_id,
         'composite' as item_kind,
-        'composite_score' as item,
+        '{{ var("composite_indicator") }}' as item,
         composite_score as item_value,
         null::text as band,
         null::numeric as points,

@@ -9,9 +9,9 @@ trends as (
 
 ),
 
-regrade_conditions as (
+policy_conditions as (
 
-    select * from {{ ref('stg_policy__regrade_conditions') }}
+    select * from {{ ref('int_policy_conditions') }}
 
 ),
 
@@ -40,20 +40,7 @@ trend_values as (
 
 condition_checks as (
 
-    select
-        trend_values.customer_period_id,
-        regrade_conditions.rule,
-        regrade_conditions.from_tier,
-        regrade_conditions.to_tier,
-        regrade_conditions.match_group,
-        {{ condition_holds(
-            'trend_values.indicator_value', 'regrade_conditions.operator', 'regrade_conditions.threshold'
-        ) }} as is_met
-    from regrade_conditions
-    inner join trend_values
-        on
-            regrade_conditions.policy_version_id = trend_values.policy_version_id
-            and regrade_conditions.indicator = trend_values.indicator
+    {{ check_policy_conditions('regrade', 'policy_conditions', 'trend_values') }}
 
 ),
 

@@ -240,6 +240,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Warehouse, sample data, both DAGs for real, then the tier summary."""
     from tierhouse.devtools.generate import generate
+    from tierhouse.grading.policy import NO_TIER
     from tierhouse.ingest.loaders import format_load_report, load_report, seed_shop_database
     from tierhouse.lifecycle.appeals import answer_appeal, appeal_states, file_appeal
     from tierhouse.lifecycle.history import customer_history, format_history, format_lists
@@ -286,10 +287,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     p1, october = "highend_flower", parse_period(DEMO_PERIOD)
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute(
-            "select min(s.customer_key) filter (where s.tier = 'none'), min(s.customer_key) filter (where s.tier = 'potential')"
+            "select min(s.customer_key) filter (where s.tier = %s), min(s.customer_key) filter (where s.tier = 'potential')"
             " from history.tier_snapshots as s join history.grading_runs as r using (run_id)"
             " where r.policy = %s and r.period_month = %s and r.list_kind = 'initial'",
-            (p1, october),
+            (NO_TIER, p1, october),
         )
         reviewed, appellant = cur.fetchone()
         cur.execute(

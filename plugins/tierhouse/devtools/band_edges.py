@@ -32,7 +32,7 @@ FRACTIONS = {
 
 
 def step(indicator: str) -> Decimal:
-    if indicator in WHOLE_NUMBERS or indicator.startswith("score."):
+    if indicator in WHOLE_NUMBERS or indicator.startswith(policy_files.SCORE_PREFIX):
         return Decimal(1)
     return Decimal("0.0001") if indicator in FRACTIONS else Decimal("0.01")
 
@@ -107,10 +107,11 @@ def score_tests(policy: Policy) -> list[dict]:
                         ],
                     },
                     {
-                        "input": "ref('stg_policy__band_conditions')",
+                        "input": "ref('int_policy_conditions')",
                         "rows": [
                             {
                                 "policy_version_id": pv,
+                                "rule_kind": "band",
                                 "score": score.name,
                                 "band": b.band,
                                 "condition_id": c.condition_id,
@@ -132,7 +133,7 @@ def score_tests(policy: Policy) -> list[dict]:
 
 def tier_test(policy: Policy) -> dict:
     pv = policy.policy_version_id
-    values, features, expected = [], [], []
+    values, expected = [], []
     for tier in policy.tiers:
         for condition in tier.conditions:
             for value in edge_values(condition):
@@ -143,15 +144,6 @@ def tier_test(policy: Policy) -> dict:
                         "policy_version_id": pv,
                         "indicator": condition.indicator,
                         "indicator_value": _number(value),
-                    }
-                )
-                features.append(
-                    {
-                        "customer_period_id": case,
-                        "policy": policy.name,
-                        "policy_version": policy.version,
-                        "period_month": "2026-10-01",
-                        "customer_key": case,
                     }
                 )
                 # every condition on this indicator, in any tier, sees the same value
@@ -171,15 +163,16 @@ def tier_test(policy: Policy) -> dict:
     return {
         "name": f"tier_thresholds_{policy.name}_v{policy.version}",
         "description": f"{pv}: every tier condition just below, at and just above its threshold.",
-        "model": "fct_tier_rule_checks",
+        "model": "int_tier_rule_checks",
         "given": [
             {"input": "ref('int_customer_rule_values')", "rows": values},
             {
-                "input": "ref('stg_policy__tier_conditions')",
+                "input": "ref('int_policy_conditions')",
                 "rows": [
                     {
                         "policy_version_id": pv,
-                        "tier": t.code,
+                        "rule_kind": "tier",
+                        "rule": t.code,
                         "tier_rank": t.rank,
                         "condition_id": c.condition_id,
                         "match_group": c.match_group,
@@ -191,7 +184,6 @@ def tier_test(policy: Policy) -> dict:
                     for c in t.conditions
                 ],
             },
-            {"input": "ref('int_customer_period_features')", "rows": features},
         ],
         "expect": {"rows": expected},
     }

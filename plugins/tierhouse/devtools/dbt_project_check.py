@@ -24,8 +24,9 @@ by us because the package cannot be installed in this project's environment:
 ``staging_reads_other_source``
     A staging model reads only the source its folder is named after.
 ``yaml_file_naming``
-    The models of a folder are declared in that folder's ``_<folder>__models.yml``; a staging
-    folder's source in its ``_<source>__sources.yml``.
+    A model is declared beside its SQL, in ``<model>.yml`` (with its unit tests, as jaffle-shop
+    does) or in its folder's ``_<folder>__models.yml``; a staging folder's source in its
+    ``_<source>__sources.yml``.
 ``mart_reads_staging``
     A mart built on intermediate models (or on several sources) does not also reach into a
     source's staging models: that join belongs in an intermediate model. A mart over one source's
@@ -37,6 +38,24 @@ by us because the package cannot be installed in this project's environment:
     Exposures depend only on published models: marts with an enforced contract.
 ``missing_source_freshness``
     Every source table has a freshness threshold and a ``loaded_at_field`` to measure it on.
+
+The DAG rules follow dbt-project-evaluator's SQL (``models/marts/dag/``) on the same graph:
+models, seeds, sources and exposures, without tests.
+
+``rejoining_of_upstream_concepts``
+    No model B that feeds only one model C, where C also reads one of B's own parents A
+    directly (A -> B -> C and A -> C): B's logic belongs in C as a CTE, or C should read A
+    only through B. Exposures do not count as a second use of B. Reported on B.
+``model_fanout``
+    No node feeds ``MODEL_FANOUT_THRESHOLD`` (3, the package's ``models_fanout_threshold``) or
+    more leaf models, models nothing reads (an exposure counts as a reader): a chain of
+    near-copies at the end of the DAG belongs in one model, or in the BI tool. Reported on
+    the parent.
+``root_model``
+    Every model reads a source, a seed or another model; one with no parents reads tables dbt
+    cannot see.
+``direct_join_to_source``
+    A model reads sources or models, never both: the source goes through its staging model.
 
 Deliberate exceptions live in one reviewed file, ``dbt_project/project_check_exceptions.yml``:
 each entry names a rule, a node (a model, seed or exposure name; ``<source>.<table>`` for a
@@ -52,6 +71,7 @@ import argparse
 import json
 import re
 import sys
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -73,6 +93,10 @@ RULES = {
     "contract_not_enforced": "every (published) mart enforces its contract",
     "exposure_reads_unpublished": "exposures depend only on contracted marts",
     "missing_source_freshness": "every source table has a freshness threshold and a loaded_at_field",
+    "rejoining_of_upstream_concepts": "no model feeds only one model that also reads the first one's parent directly",
+    "model_fanout": "no node feeds 3 or more leaf models",
+    "root_model": "every model reads a source, a seed or another model",
+    "direct_join_to_source": "a model reads sources or models, not both",
 }
 DEFAULT_EXCEPTIONS = settings.DBT_PROJECT_DIR / "project_check_exceptions.yml"
 
@@ -81,6 +105,9 @@ STAGING, INTERMEDIATE, MARTS = "staging", "intermediate", "marts"
 PUBLISHED_LAYER = MARTS
 #: Model-level generic tests that prove a grain of several columns.
 GRAIN_TESTS = {"primary_key", "unique_combination_of_columns"}
+#: dbt-project-evaluator's ``models_fanout_threshold`` default; its SQL flags a parent at this
+#: many leaf children or more.
+MODEL_FANOUT_THRESHOLD = 3
 
 
 @dataclass(frozen=True, order=True)
@@ -137,6 +164,21 @@ class Project:
         self.tests = [n for n in manifest.get("nodes", {}).values() if n["resource_type"] == "test"]
         self.sources = own("sources")
         self.exposures = own("exposures")
+        #: every node's direct children in the DAG: models and exposures (tests are not part of it)
+        self.children: dict[str, set[str]] = defaultdict(set)
+        for model in self.models.values():
+            for parent_id in model.parents:
+                self.children[parent_id].add(model.unique_id)
+        for exposure in self.exposures:
+            for parent_id in exposure.get("depends_on", {}).get("nodes", []):
+                self.children[parent_id].add(exposure["unique_id"])
+
+    def child_models(self, unique_id: str) -> set[str]:
+        return {child for child in self.children.get(unique_id, ()) if child in self.models}
+
+    def is_leaf(self, unique_id: str) -> bool:
+        """Nothing reads it: no model and no exposure."""
+        return not self.children.get(unique_id)
 
     def name_of(self, unique_id: str) -> str:
         if unique_id in self.models:
@@ -285,14 +327,47 @@ def check_contracts_and_exposures(project: Project) -> Iterator[Finding]:
                 )
 
 
+def check_dag(project: Project) -> Iterator[Finding]:
+    for model in project.models.values():
+        if not model.parents:
+            yield Finding("root_model", model.name, "reads nothing through ref() or source(); name its inputs so dbt sees them")
+        sources_read = sorted(project.name_of(p) for p in model.parents if p.startswith("source."))
+        models_read = sorted(project.name_of(p) for p in model.parents if p.startswith("model."))
+        if sources_read and models_read:
+            yield Finding(
+                "direct_join_to_source",
+                model.name,
+                f"reads source {', '.join(sources_read)} next to {', '.join(models_read)}; read the source through its staging model",
+            )
+        readers = project.child_models(model.unique_id)
+        if len(readers) == 1:
+            (reader_id,) = readers
+            reader = project.models[reader_id]
+            for rejoined_id in sorted(set(model.parents) & set(reader.parents)):
+                yield Finding(
+                    "rejoining_of_upstream_concepts",
+                    model.name,
+                    f"feeds only {reader.name}, which reads {project.name_of(rejoined_id)} directly as well;"
+                    f" fold {model.name} into {reader.name} as a CTE",
+                )
+    for parent_id, children in sorted(project.children.items()):
+        leaves = sorted(project.models[c].name for c in children if c in project.models and project.is_leaf(c))
+        if len(leaves) >= MODEL_FANOUT_THRESHOLD:
+            yield Finding(
+                "model_fanout",
+                project.name_of(parent_id),
+                f"feeds {len(leaves)} leaf models ({', '.join(leaves)}); build what they share once, or leave it to the BI tool",
+            )
+
+
 def check_yaml_files(project: Project) -> Iterator[Finding]:
     for model in project.models.values():
         if model.patch_path is None:
             continue  # undeclared: missing_description already says so
         folder = model.path.parent
-        expected = f"models/{folder}/_{folder.name}__models.yml"
-        if model.patch_path != expected:
-            yield Finding("yaml_file_naming", model.name, f"declared in {model.patch_path}; expected {expected}")
+        beside, folder_file = f"models/{folder}/{model.name}.yml", f"models/{folder}/_{folder.name}__models.yml"
+        if model.patch_path not in (beside, folder_file):
+            yield Finding("yaml_file_naming", model.name, f"declared in {model.patch_path}; expected {beside} or {folder_file}")
     for source in project.sources:
         expected = f"models/{STAGING}/{source['source_name']}/_{source['source_name']}__sources.yml"
         if source.get("original_file_path") != expected:
@@ -316,6 +391,7 @@ CHECKS = (
     check_documentation,
     check_primary_key_tests,
     check_layers,
+    check_dag,
     check_yaml_files,
     check_contracts_and_exposures,
     check_source_freshness,

@@ -16,7 +16,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pandas as pd
 from dateutil.relativedelta import relativedelta
 
-from tierhouse.grading.policy import COMPOSITE, SCORE_PREFIX, Condition, Policy
+from tierhouse.grading.policy import COMPOSITE, NO_TIER, SCORE_PREFIX, Condition, Policy
 from tierhouse.warehouse.connection import WarehouseUrl, session
 
 CUSTOM_LEVELS = {"semi_custom", "bespoke"}
@@ -168,7 +168,7 @@ def grade_values(policy: Policy, values: dict[str, Decimal]) -> tuple[str, Decim
         composite += Decimal(str(band.points)) * Decimal(str(score.weight))
     if policy.scores:
         values[COMPOSITE] = composite
-    tier = next((t.code for t in policy.tiers if rule_holds(t.conditions, values)), "none")
+    tier = next((t.code for t in policy.tiers if rule_holds(t.conditions, values)), NO_TIER)
     return tier, (composite if policy.scores else None), bands
 
 

@@ -18,6 +18,7 @@ import yaml
 
 from tierhouse import settings
 from tierhouse.errors import TierhouseError
+from tierhouse.grading.dbt_vars import dbt_var
 from tierhouse.ingest import raw_schema
 from tierhouse.periods import QUARTER_END_MONTHS
 from tierhouse.warehouse.connection import WarehouseUrl, connect
@@ -48,9 +49,15 @@ TREND_INDICATORS = frozenset(
     f"{when}_{measure}" for when in ("recent", "prior") for measure in ("spend", "orders", "special_orders")
 ) | frozenset({"spend_growth", "order_growth", "special_order_growth"})
 CADENCES = {"monthly": (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), "quarterly": QUARTER_END_MONTHS}
-COMPOSITE = "composite_score"
-NO_TIER_RANK = 99
-SCORE_PREFIX = "score."
+# Shared with the dbt models, so defined once as dbt vars in dbt_project.yml (grading/dbt_vars.py says why).
+#: The tier of a customer who meets no tier rule, and its rank: after every real tier.
+NO_TIER = dbt_var("no_tier", str)
+NO_TIER_RANK = dbt_var("no_tier_rank", int)
+#: What a tier rule names to test a score's points (``score.<name>``) or the weighted composite.
+SCORE_PREFIX = dbt_var("score_indicator_prefix", str)
+COMPOSITE = dbt_var("composite_indicator", str)
+#: Between a policy's name and its version in a policy version's key, e.g. highend_flower@1.
+POLICY_VERSION_SEPARATOR = dbt_var("policy_version_separator", str)
 REQUIRED_SETTINGS = ("window_months", "big_ticket_order_min")
 _CONDITION = re.compile(r"^\s*(?P<indicator>[a-z_]+(\.[a-z_]+)?)\s*(?P<operator>>=|<=|>|<)\s*(?P<threshold>-?\d+(\.\d+)?)\s*$")
 _FILE_NAME = re.compile(r"^v(?P<version>\d+)\.ya?ml$")
@@ -129,12 +136,12 @@ class Policy:
 
     @property
     def policy_version_id(self) -> str:
-        return f"{self.name}@{self.version}"
+        return f"{self.name}{POLICY_VERSION_SEPARATOR}{self.version}"
 
     @property
     def tier_ranks(self) -> dict[str, int]:
         """Every tier a list may give, with its rank; ``none`` (no tier met) ranks last."""
-        return {tier.code: tier.rank for tier in self.tiers} | {"none": NO_TIER_RANK}
+        return {tier.code: tier.rank for tier in self.tiers} | {NO_TIER: NO_TIER_RANK}
 
     @property
     def calendar(self) -> dict:

@@ -98,12 +98,12 @@ def check_deidentification() -> int:
 def audit_tiers(policy: str, period: str) -> int:
     """The publish gate for one policy and period; the allowed tiers come from the policy files."""
     from tierhouse.grading import quality
-    from tierhouse.grading.policy import UnknownPolicy, discover
+    from tierhouse.grading.policy import NO_TIER, UnknownPolicy, discover
 
     versions = [p for p in discover() if p.name == policy]
     if not versions:
         raise UnknownPolicy(f"no policy file for {policy!r}")
-    tiers = sorted({tier.code for p in versions for tier in p.tiers} | {"none"})
+    tiers = sorted({tier.code for p in versions for tier in p.tiers} | {NO_TIER})
     url, period_month = warehouse_url(), parse_period(period)
     filters = {"policy": policy, "period_month": period_month.isoformat()}
     evaluated = quality.gate(

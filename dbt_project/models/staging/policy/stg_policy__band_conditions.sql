@@ -9,8 +9,8 @@ source as (
 final as (
 
     select
-        policy || '@' || version || '/' || score || '/' || band || '/' || condition_id as band_condition_id,
-        policy || '@' || version as policy_version_id,
+        {{ policy_version_key() }} || '/' || score || '/' || band || '/' || condition_id as band_condition_id,
+        {{ policy_version_key() }} as policy_version_id,
         score,
         band,
         condition_id,

@@ -9,8 +9,8 @@ source as (
 final as (
 
     select
-        policy || '@' || version || '/' || rule || '/' || condition_id as regrade_condition_id,
-        policy || '@' || version as policy_version_id,
+        {{ policy_version_key() }} || '/' || rule || '/' || condition_id as regrade_condition_id,
+        {{ policy_version_key() }} as policy_version_id,
         policy,
         version as policy_version,
         rule,

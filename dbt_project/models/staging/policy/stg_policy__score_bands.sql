@@ -9,8 +9,8 @@ source as (
 final as (
 
     select
-        policy || '@' || version || '/' || score || '/' || band as score_band_id,
-        policy || '@' || version as policy_version_id,
+        {{ policy_version_key() }} || '/' || score || '/' || band as score_band_id,
+        {{ policy_version_key() }} as policy_version_id,
         policy,
         version as policy_version,
         score,

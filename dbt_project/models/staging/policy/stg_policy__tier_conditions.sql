@@ -9,8 +9,8 @@ source as (
 final as (
 
     select
-        policy || '@' || version || '/' || tier || '/' || condition_id as tier_condition_id,
-        policy || '@' || version as policy_version_id,
+        {{ policy_version_key() }} || '/' || tier || '/' || condition_id as tier_condition_id,
+        {{ policy_version_key() }} as policy_version_id,
         policy,
         version as policy_version,
         tier,

@@ -9,7 +9,7 @@ source as (
 final as (
 
     select
-        policy || '@' || version as policy_version_id,
+        {{ policy_version_key() }} as policy_version_id,
         policy,
         version as policy_version,
         effective_from,
