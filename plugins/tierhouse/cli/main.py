@@ -415,11 +415,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a clear one-line error for the user; tracebacks stay in the logs
+        from tierhouse.errors import TierhouseError
         from tierhouse.grading.policy import PolicyError
         from tierhouse.lifecycle.workdays import CalendarUnavailable
         from tierhouse.warehouse.connection import WarehouseError
 
-        if isinstance(exc, (PolicyError, WarehouseError, ValueError, FileNotFoundError, CalendarUnavailable)):
+        if isinstance(exc, (TierhouseError, PolicyError, WarehouseError, ValueError, FileNotFoundError, CalendarUnavailable)):
             print(f"tierhouse: error: {exc}", file=sys.stderr)
             return 2
         raise
