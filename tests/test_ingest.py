@@ -43,6 +43,12 @@ def test_exports_in_every_till_encoding_and_line_ending_load(encoding: str, newl
     assert load.amount_loaded == Decimal("1000.50")
 
 
+def test_a_quoted_line_break_stays_inside_its_field_and_rows_keep_their_starting_line() -> None:
+    note = '"SH01-1\r\nrefund"'
+    load = parse(pos_line(receipt=note), pos_line(receipt="SH01-2"))
+    assert load.rejections == [] and [(row[0], row[-1]) for row in load.good_rows] == [("SH01-1\r\nrefund", 2), ("SH01-2", 4)]
+
+
 def test_mixed_line_endings_in_one_file_load() -> None:
     data = (HEADER + "\r\n" + pos_line() + "\n" + pos_line(line_no="2") + "\r\n").encode()
     load = parse_pos("f.csv", data)
@@ -80,6 +86,12 @@ def test_a_refund_is_a_negative_line_and_loads() -> None:
         (pos_line().replace(",standard,", ",gold-plated,"), "invalid_value"),
         (pos_line() + ",extra", "wrong_field_count"),
         ("SH01-9,1,\x00", "bad_encoding"),
+        (pos_line(line_no="-1"), "invalid_value"),
+        (pos_line(quantity="\u0662"), "unparsable_number"),
+        (pos_line(amount="1e3"), "unparsable_amount"),
+        (pos_line(sold_at="0001-01-01 00:00:00"), "implausible_date"),
+        (pos_line(receipt='"SH01-9'), "unparsable_row"),  # a file cut off inside a quoted field
+        (pos_line(member="x" * 70_000), "field_too_large"),
     ],
 )
 def test_each_bad_row_is_quarantined_with_its_reason(line: str, reason: str) -> None:
@@ -95,11 +107,15 @@ def test_a_repeated_receipt_line_is_quarantined_as_duplicate() -> None:
     assert [r.reason_code for r in load.rejections] == ["duplicate_line"]
 
 
-def test_a_header_without_required_columns_quarantines_every_row() -> None:
+def test_a_header_without_required_columns_quarantines_every_row_with_one_message() -> None:
     data = ("会员卡号,金额\nM1,10\nM2,20\n").encode()
     load = parse_pos("f.csv", data)
     assert load.rows_read == 2 and {r.reason_code for r in load.rejections} == {"missing_column"}
     assert load.amount_read == load.amount_quarantined == Decimal("30")
+    (refusal,) = load.rejections
+    assert (refusal.line_number, refusal.records, load.rows_quarantined) == (1, 2, 2)
+    assert refusal.detail.startswith("header lacks receipt_no, line_no, sold_at")
+    load.reconcile()
 
 
 def test_undecodable_bytes_quarantine_the_file_as_bad_encoding() -> None:
@@ -287,10 +303,10 @@ def test_a_load_killed_mid_file_leaves_nothing_and_a_rerun_completes_it(
     write_export(tmp_path, "SH01_20261002.csv", pos_line(receipt="SH01-2"), pos_line(receipt="SH01-2", amount="x"))
     real_record = loaders._record_load
 
-    def dies_on_second_file(cur, source, load, personal):
-        if load.file_name.endswith("20261002.csv"):
+    def dies_on_second_file(cur, source, file_name, sha256, tally):
+        if file_name.endswith("20261002.csv"):
             raise KeyboardInterrupt("worker killed")  # after the rows were copied, before the manifest
-        real_record(cur, source, load, personal)
+        real_record(cur, source, file_name, sha256, tally)
 
     monkeypatch.setattr(loaders, "_record_load", dies_on_second_file)
     with pytest.raises(KeyboardInterrupt):

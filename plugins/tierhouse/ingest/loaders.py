@@ -4,29 +4,63 @@ Every load is one transaction per file (exports) or batch (shop database), with 
 than row inserts, and ends with a reconciliation: rows read = rows loaded + rows quarantined,
 and the same for amounts. A file already loaded with the same checksum is skipped; a changed
 file replaces its own rows. A rejected row goes to ``raw.quarantine`` with a reason code and
-its raw text.
+its raw text. Files are streamed in batches, never held whole in memory; loads of one source
+take turns (an advisory lock), so no two of them commit the same key.
+
+A file a person hands over (``tierhouse import-orders``) is first landed: copied atomically into
+the landing area, then loaded — that file only, and only if its bytes are still the ones landed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
+import os
+import secrets
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 from tierhouse import settings
 from tierhouse.ingest import raw_schema
 from tierhouse.ingest import sources as s
-from tierhouse.ingest.parsing import FileLoad, ReconciliationError, parse_export
+from tierhouse.ingest.parsing import (
+    FileLoad,
+    IngestError,
+    ReconciliationError,
+    Tally,
+    inspect_export,
+    read_export,
+    repeated_key_detail,
+)
 from tierhouse.privacy import access
 from tierhouse.privacy.crypto import encrypt, normalise_phone, pseudonymise
 from tierhouse.warehouse.connection import WarehouseUrl, connect, session
 
 SHOP_SOURCE = "shop"
+#: A landing copy is written under a hidden name ending in this, never ``*.csv``: a copy cut
+#: short by a kill or a full disk is never picked up as an export.
+PARTIAL_SUFFIX = ".partial"
+_CHUNK = 1024 * 1024
+_Read = TypeVar("_Read")
+
+
+class LandingError(IngestError):
+    """A file could not be copied into the landing area complete."""
+
+
+class FileChangedError(IngestError):
+    """A file's bytes are not the ones landed, or changed while they were loaded."""
+
+
+class WarehouseLostError(IngestError):
+    """The warehouse connection failed during a load (lost, restarted, disk full)."""
 
 
 def known_store_codes(path: Path | None = None) -> frozenset[str]:
@@ -45,20 +79,24 @@ def _copy_rows(cur, table: str, columns: tuple[str, ...], rows: list[tuple]) -> 
     cur.copy_expert(f"copy {table} ({', '.join(columns)}) from stdin with (format csv, null '\\N')", buffer)
 
 
-def _record_load(cur, source: str, load: FileLoad, personal: bool) -> None:
-    """The file's manifest row and its quarantined lines; a line of a source with personal data
-    (names, phone numbers, notes) keeps its raw text encrypted, readable by the steward only."""
-    cur.execute("delete from raw.quarantine where source = %s and file_name = %s", (source, load.file_name))
+def _quarantine(cur, source: s.CsvSource, file_name: str, rejections: list) -> None:
+    """Rejected records with their raw text; a source with personal data (names, phone numbers,
+    notes) keeps that text encrypted, readable by the steward only."""
+    personal = any(c.pseudonymise or c.restricted for c in source.columns)
     _copy_rows(
         cur,
         "raw.quarantine",
         ("source", "file_name", "line_number", "reason_code", "detail", "raw_text"),
         [
-            (source, load.file_name, r.line_number, r.reason_code, r.detail,
+            (source.name, file_name, r.line_number, r.reason_code, r.detail,
              encrypt(r.raw_text, "raw.quarantine.raw_text") if personal else r.raw_text)
-            for r in load.rejections
+            for r in rejections
         ],
     )  # fmt: skip
+
+
+def _record_load(cur, source: str, file_name: str, sha256: str, tally: Tally) -> None:
+    """The file's manifest row: what was read, loaded and quarantined."""
     cur.execute(
         """
         insert into raw.load_manifest as m (source, file_name, sha256, rows_read, rows_loaded, rows_quarantined,
@@ -72,14 +110,14 @@ def _record_load(cur, source: str, load: FileLoad, personal: bool) -> None:
         """,
         (
             source,
-            load.file_name,
-            load.sha256,
-            load.rows_read,
-            len(load.good_rows),
-            len(load.rejections),
-            load.amount_read,
-            load.amount_loaded,
-            load.amount_quarantined,
+            file_name,
+            sha256,
+            tally.rows_read,
+            tally.rows_loaded,
+            tally.rows_quarantined,
+            tally.amount_read,
+            tally.amount_loaded,
+            tally.amount_quarantined,
         ),  # fmt: skip
     )
 
@@ -93,42 +131,120 @@ class LoadSummary:
 
 
 def load_exports(
-    url: WarehouseUrl, source: s.CsvSource, root: Path, now: datetime | None = None, known_stores: frozenset[str] | None = None
+    url: WarehouseUrl,
+    source: s.CsvSource,
+    root: Path,
+    now: datetime | None = None,
+    known_stores: frozenset[str] | None = None,
+    landed: Mapping[Path, str] | None = None,
 ) -> LoadSummary:
-    """Load every export of ``source`` under ``root``; files already loaded unchanged are skipped."""
-    files = sorted(root.rglob("*.csv"))
-    with connect(url) as conn:
-        raw_schema.apply(conn, raw_schema.all_ddl())
-        with conn.cursor() as cur:
-            cur.execute("select file_name, sha256 from raw.load_manifest where source = %s", (source.name,))
-            known = dict(cur.fetchall())
+    """Load the exports of ``source`` under ``root``: every ``*.csv`` there, or only the ``landed``
+    files (each with the SHA-256 it had when landed). Files already loaded unchanged are skipped."""
+    import psycopg2
+
+    files = sorted(landed) if landed is not None else sorted(root.rglob("*.csv"))
     if source.store_column and known_stores is None:
         known_stores = known_store_codes()
     loaded = rows = quarantined = 0
-    with session(url) as conn:
-        for path in files:
-            name = path.relative_to(root).as_posix()
-            data = path.read_bytes()
-            if known.get(name) == hashlib.sha256(data).hexdigest():
-                continue
-            load = parse_export(source, name, data, now=now, known_stores=known_stores)
-            with conn, conn.cursor() as cur:  # one transaction per file
-                access.act_as(cur, "loader")
-                cur.execute(f"delete from raw.{source.table} where _source_file = %s", (name,))
-                if source.restricted_columns:
-                    cur.execute(f"delete from pii.{source.table} where _source_file = %s", (name,))
-                _quarantine_cross_file_duplicates(cur, source, load)
-                load.reconcile()
-                raw_rows, restricted_rows = _split_personal_data(source, load.good_rows)
-                _copy_rows(cur, f"raw.{source.table}", source.raw_columns, raw_rows)
-                if source.restricted_columns:
-                    _copy_rows(cur, f"pii.{source.table}", source.restricted_columns, restricted_rows)
-                _record_load(cur, source.name, load, any(c.pseudonymise or c.restricted for c in source.columns))
-                _check_manifest_against_table(cur, source, name)
-            loaded += 1
-            rows += len(load.good_rows)
-            quarantined += len(load.rejections)
+    name = None
+    try:
+        with connect(url) as conn:
+            raw_schema.apply(conn, raw_schema.all_ddl())
+            with conn.cursor() as cur:
+                cur.execute("select file_name, sha256 from raw.load_manifest where source = %s", (source.name,))
+                known = dict(cur.fetchall())
+        with session(url) as conn:
+            for path in files:
+                name = path.relative_to(root).as_posix()
+                encoding, sha256 = _read_file(path, name, inspect_export)
+                if landed is not None and landed[path] != sha256:
+                    raise FileChangedError(
+                        f"{name} changed after it was landed (SHA-256 {landed[path][:12]}… then, {sha256[:12]}… now);"
+                        " land it again"
+                    )
+                if known.get(name) == sha256:
+                    continue
+                with conn, conn.cursor() as cur:  # one transaction per file
+                    tally = _load_file(cur, source, path, name, encoding, sha256, now, known_stores)
+                loaded += 1
+                rows += tally.rows_loaded
+                quarantined += tally.rows_quarantined
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        # a lost connection fails again on the rollback: the first failure says why
+        cause = (
+            exc.__context__ if isinstance(exc, psycopg2.InterfaceError) and isinstance(exc.__context__, psycopg2.Error) else exc
+        )
+        during = f"while loading {name} (rolled back; files before it are loaded)" if name else "before loading"
+        reason = (str(cause).strip() or type(cause).__name__).splitlines()[0]
+        raise WarehouseLostError(f"{source.name}: the warehouse failed {during}: {reason}") from exc
     return LoadSummary(len(files), loaded, rows, quarantined)
+
+
+def _load_file(
+    cur,
+    source: s.CsvSource,
+    path: Path,
+    name: str,
+    encoding: str,
+    sha256: str,
+    now: datetime | None,
+    known_stores: frozenset[str] | None,
+) -> Tally:
+    """Replace one file's rows, batch by batch, inside the caller's transaction."""
+    access.act_as(cur, "loader")
+    # Loads of one source take turns until commit, so the duplicate check below sees every row
+    # committed before it and two loads can never both commit a key.
+    cur.execute("select pg_advisory_xact_lock(hashtext('tierhouse.load.' || %s))", (source.name,))
+    cur.execute(f"delete from raw.{source.table} where _source_file = %s", (name,))
+    if source.restricted_columns:
+        cur.execute(f"delete from pii.{source.table} where _source_file = %s", (name,))
+    cur.execute("delete from raw.quarantine where source = %s and file_name = %s", (source.name, name))
+
+    def load_batches(handle: io.BufferedReader) -> tuple[Tally, str]:
+        total, hashed = Tally(), _HashingReader(handle)
+        for batch in read_export(source, name, io.BufferedReader(hashed), encoding, now, known_stores):
+            _quarantine_duplicates(cur, source, batch)
+            batch.reconcile()
+            raw_rows, restricted_rows = _split_personal_data(source, batch.good_rows)
+            _copy_rows(cur, f"raw.{source.table}", source.raw_columns, raw_rows)
+            if source.restricted_columns:
+                _copy_rows(cur, f"pii.{source.table}", source.restricted_columns, restricted_rows)
+            _quarantine(cur, source, name, batch.rejections)
+            total.add(batch.tally())
+        return total, hashed.sha256.hexdigest()
+
+    total, parsed_sha256 = _read_file(path, name, load_batches)
+    if parsed_sha256 != sha256:
+        raise FileChangedError(f"{name} changed while it was being loaded; load it again once it is complete")
+    total.reconcile(name)
+    _record_load(cur, source.name, name, sha256, total)
+    _check_manifest_against_table(cur, source, name)
+    return total
+
+
+def _read_file(path: Path, name: str, read: Callable[[io.BufferedReader], _Read]) -> _Read:
+    """``read(handle)`` of the opened file; a file that cannot be read is one clear error."""
+    try:
+        with path.open("rb") as handle:
+            return read(handle)
+    except OSError as exc:
+        raise IngestError(f"cannot read {name}: {exc.strerror or exc}") from exc
+
+
+class _HashingReader(io.RawIOBase):
+    """A file read through this is hashed byte for byte: the load proves what it parsed."""
+
+    def __init__(self, handle: io.BufferedReader) -> None:
+        self._handle = handle
+        self.sha256 = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = self._handle.readinto(buffer)
+        self.sha256.update(memoryview(buffer)[:count])
+        return count
 
 
 def load_pos_exports(url: WarehouseUrl, pos_dir: Path, now: datetime | None = None) -> LoadSummary:
@@ -161,24 +277,36 @@ def _split_personal_data(source: s.CsvSource, rows: list[tuple]) -> tuple[list[t
     return raw_rows, restricted_rows
 
 
-def _quarantine_cross_file_duplicates(cur, source: s.CsvSource, load: FileLoad) -> None:
-    """A key another file already delivered is a duplicate, not a second sale."""
-    if not source.cross_file_key or not load.good_rows:
+def _quarantine_duplicates(cur, source: s.CsvSource, batch: FileLoad) -> None:
+    """A key the table already holds is a duplicate: from another file it is a re-export, not a
+    second sale (duplicate_order_id); from an earlier batch of this file, a repeated line."""
+    if not batch.good_rows:
         return
-    positions = [[c.name for c in source.columns].index(k) for k in source.cross_file_key]
-    keys = [[str(row[i]) for i in positions] for row in load.good_rows]
-    key_sql = ", ".join(f"{k}::text" for k in source.cross_file_key)
+    positions = [[c.name for c in source.columns].index(k) for k in source.unique_key]
+    keys = [tuple(row[i] for i in positions) for row in batch.good_rows]
+    key_list = ", ".join(source.unique_key)
+    arrays = ", ".join(f"%s::{s.SQL_TYPES[source.column(k).kind]}[]" for k in source.unique_key)
     cur.execute(
-        f"select {key_sql}, min(_source_file) from raw.{source.table}"
-        f" where ({key_sql}) in (select * from unnest({', '.join(['%s'] * len(positions))}))"
-        f" group by {key_sql}",
-        [[key[i] for key in keys] for i in range(len(positions))],
+        f"""
+        select {key_list},
+               min(_source_line) filter (where _source_file = %s),
+               min(_source_file) filter (where _source_file <> %s)
+        from raw.{source.table}
+        where ({key_list}) in (select * from unnest({arrays}))
+        group by {key_list}
+        """,
+        [batch.file_name, batch.file_name, *([key[i] for key in keys] for i in range(len(positions)))],
     )
-    taken = {tuple(row[:-1]): row[-1] for row in cur.fetchall()}
+    taken = {tuple(row[:-2]): row[-2:] for row in cur.fetchall()}
     for index in reversed(range(len(keys))):
-        other = taken.get(tuple(keys[index]))
-        if other:
-            load.reject_loaded_row(index, s.DUPLICATE_ORDER_ID, f"{'/'.join(keys[index])} already loaded from {other}")
+        if keys[index] not in taken:
+            continue
+        first_line, other_file = taken[keys[index]]
+        if other_file:
+            detail = f"{'/'.join(map(str, keys[index]))} already loaded from {other_file}"
+            batch.reject_loaded_row(index, s.DUPLICATE_ORDER_ID, detail)
+        else:
+            batch.reject_loaded_row(index, s.DUPLICATE_LINE, repeated_key_detail(source, keys[index], first_line))
 
 
 def _check_manifest_against_table(cur, source: s.CsvSource, file_name: str) -> None:
@@ -340,14 +468,69 @@ def format_load_report(reports: list[SourceReport]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class LandedFile:
+    path: Path
+    size: int
+    sha256: str
+
+
+def land_file(path: Path, landing_dir: Path) -> LandedFile:
+    """Copy a file into the landing area atomically: written under a temporary name in the same
+    folder, flushed to disk, read back (size and SHA-256), then renamed into place — so the
+    landed name only ever holds a complete copy, whatever kills the copy half-way."""
+    target = landing_dir / path.name
+    temp = landing_dir / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+    try:
+        landing_dir.mkdir(parents=True, exist_ok=True)
+        if target.exists() and target.samefile(path):
+            return LandedFile(target, *_size_and_sha256(target))  # already in the landing area
+        expected_size = path.stat().st_size if path.is_file() else None
+        digest, size = hashlib.sha256(), 0
+        try:
+            with path.open("rb") as original, temp.open("xb") as copy:
+                while chunk := original.read(_CHUNK):
+                    copy.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                copy.flush()
+                os.fsync(copy.fileno())
+            if expected_size is not None and size != expected_size:
+                raise LandingError(f"{path.name} changed while it was copied: {expected_size} bytes at the start, {size} copied")
+            if _size_and_sha256(temp) != (size, digest.hexdigest()):
+                raise LandingError(f"the copy of {path.name} in {landing_dir} does not read back as written")
+            os.replace(temp, target)
+        finally:
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
+        _fsync_directory(landing_dir)  # the rename itself survives a crash
+    except OSError as exc:
+        raise LandingError(f"cannot land {path.name} in {landing_dir}: {exc.strerror or exc}") from exc
+    return LandedFile(target, size, digest.hexdigest())
+
+
+def _size_and_sha256(path: Path) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def import_order_file(url: WarehouseUrl, path: Path, landing: Path | None = None) -> LoadSummary:
-    """Copy an order-history file in the generic layout to the landing area and load it."""
-    target_dir = (landing or settings.DATA_DIR) / s.ORDER_IMPORT.subdir
-    target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / path.name
-    if path.resolve() != target.resolve():
-        target.write_bytes(path.read_bytes())
-    return load_exports(url, s.ORDER_IMPORT, target_dir)
+    """Land an order-history file in the generic layout, then load exactly that file."""
+    landing_dir = (landing or settings.DATA_DIR) / s.ORDER_IMPORT.subdir
+    landed = land_file(path, landing_dir)
+    return load_exports(url, s.ORDER_IMPORT, landing_dir, landed={landed.path: landed.sha256})
 
 
 def _phone_key(phone: str | None) -> str | None:

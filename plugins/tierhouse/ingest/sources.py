@@ -1,16 +1,20 @@
 """The file sources: what each export looks like and where its rows land.
 
 A source is described, not coded: its columns (with every header spelling the exporting
-system uses), their types, which are required, the key that must be unique, and the amount
-that must reconcile. :mod:`tierhouse.ingest.loaders` reads any of them the same way.
+system uses), their types, which are required, the key that must be unique, the amount that
+must reconcile and the dates that are plausible. :mod:`tierhouse.ingest.loaders` reads any of
+them the same way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 # Reason codes of raw.quarantine, in one place so tests, docs and GE suites agree.
 BAD_ENCODING = "bad_encoding"
+BAD_HEADER = "bad_header"
+FIELD_TOO_LARGE = "field_too_large"
 UNPARSABLE_ROW = "unparsable_row"
 MISSING_COLUMN = "missing_column"
 WRONG_FIELD_COUNT = "wrong_field_count"
@@ -20,6 +24,7 @@ UNPARSABLE_DATE = "unparsable_date"
 UNPARSABLE_NUMBER = "unparsable_number"
 INVALID_VALUE = "invalid_value"
 FUTURE_DATE = "future_date"
+IMPLAUSIBLE_DATE = "implausible_date"
 NEGATIVE_QUANTITY = "negative_quantity"
 SIGN_MISMATCH = "sign_mismatch"
 UNKNOWN_STORE = "unknown_store"
@@ -27,10 +32,23 @@ DUPLICATE_LINE = "duplicate_line"
 DUPLICATE_ORDER_ID = "duplicate_order_id"
 
 REASON_CODES = (
-    BAD_ENCODING, UNPARSABLE_ROW, MISSING_COLUMN, WRONG_FIELD_COUNT, MISSING_REQUIRED_FIELD, UNPARSABLE_AMOUNT,
-    UNPARSABLE_DATE, UNPARSABLE_NUMBER, INVALID_VALUE, FUTURE_DATE, NEGATIVE_QUANTITY, SIGN_MISMATCH, UNKNOWN_STORE,
-    DUPLICATE_LINE, DUPLICATE_ORDER_ID,
+    BAD_ENCODING, BAD_HEADER, FIELD_TOO_LARGE, UNPARSABLE_ROW, MISSING_COLUMN, WRONG_FIELD_COUNT, MISSING_REQUIRED_FIELD,
+    UNPARSABLE_AMOUNT, UNPARSABLE_DATE, UNPARSABLE_NUMBER, INVALID_VALUE, FUTURE_DATE, IMPLAUSIBLE_DATE, NEGATIVE_QUANTITY,
+    SIGN_MISMATCH, UNKNOWN_STORE, DUPLICATE_LINE, DUPLICATE_ORDER_ID,
 )  # fmt: skip
+
+#: The largest field a record may hold; a larger one is a broken export (an unclosed quote
+#: swallowing the rest of the file, a blob pasted into a cell), quarantined as field_too_large.
+MAX_FIELD_CHARS = 64 * 1024
+#: The largest record: no valid record of any source comes near it (12 fields at the field
+#: limit), and reading stops there, so one endless line cannot exhaust memory.
+MAX_RECORD_CHARS = 1024 * 1024
+
+#: Plausible dates, unless a source says otherwise: none before 2000 (0001-01-01 is a blank
+#: date field in some exporters, not history), and no timestamp — something that happened —
+#: more than a day ahead of the load (a till's clock may run fast).
+EARLIEST_DATE = date(2000, 1, 1)
+TIMESTAMP_LEEWAY = timedelta(days=1)
 
 #: Column kinds and the reason a value of that kind is rejected for.
 KIND_REASON = {
@@ -60,6 +78,8 @@ class Column:
     kind: str = "text"
     required: bool = False
     allowed: frozenset[str] | None = None
+    #: The smallest value an ``int`` column takes (a line number starts at 1).
+    minimum: int | None = None
     #: Personal identifier: raw keeps only ``<name>_key``, a keyed hash (tierhouse.privacy.crypto).
     pseudonymise: bool = False
     #: Personal data: kept only in the restricted ``pii`` schema, never in raw.
@@ -79,17 +99,22 @@ class CsvSource:
     subdir: str  # under the landing directory
     table: str  # raw.<table>
     columns: tuple[Column, ...]
+    #: Unique within a file and across every file of the source (a till re-exporting yesterday's
+    #: line is a duplicate, not a second sale).
     unique_key: tuple[str, ...]
     amount_column: str | None = None
-    #: Columns whose value must also be unique across files (e.g. an order id reused by a till).
-    cross_file_key: tuple[str, ...] = ()
     store_column: str | None = None
     #: (quantity, amount): both negative for a refund, both positive for a sale.
     signed_pair: tuple[str, str] | None = None
+    #: No date or timestamp of the source lies before this day.
+    earliest: date = EARLIEST_DATE
+    #: How far ahead of the load a ``date`` column (a due date, an event date) may lie.
+    dates_ahead: timedelta = timedelta(0)
 
     @property
     def header_map(self) -> dict[str, str]:
-        return {header: column.name for column in self.columns for header in (column.name, *column.headers)}
+        """Every header spelling, case-folded (headers are matched ignoring case and surrounding space)."""
+        return {header.casefold(): column.name for column in self.columns for header in (column.name, *column.headers)}
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
@@ -116,7 +141,7 @@ POS = CsvSource(
     table="pos_sales_lines",
     columns=(
         Column("receipt_no", ("小票号",), required=True),
-        Column("line_no", ("行号",), "int", required=True),
+        Column("line_no", ("行号",), "int", required=True, minimum=1),
         Column("sold_at", ("销售时间",), "timestamp", required=True),
         Column("store_code", ("门店编码",), required=True),
         Column("member_id", ("会员卡号",)),
@@ -131,7 +156,6 @@ POS = CsvSource(
     ),
     unique_key=("receipt_no", "line_no"),
     amount_column="amount",
-    cross_file_key=("receipt_no", "line_no"),
     store_column="store_code",
     signed_pair=("quantity", "amount"),
 )
@@ -153,7 +177,6 @@ CRM = CsvSource(
         Column("updated_at", ("更新时间",), "timestamp", required=True),
     ),
     unique_key=("member_id", "updated_at"),
-    cross_file_key=("member_id", "updated_at"),
 )
 
 PAYMENTS = CsvSource(
@@ -171,7 +194,7 @@ PAYMENTS = CsvSource(
     ),
     unique_key=("payment_id",),
     amount_column="amount",
-    cross_file_key=("payment_id",),
+    dates_ahead=timedelta(days=366),  # instalments fall due within a year
 )
 
 CUSTOM_ORDERS = CsvSource(
@@ -189,7 +212,7 @@ CUSTOM_ORDERS = CsvSource(
         Column("event_date", ("活动日期",), "date"),
     ),
     unique_key=("custom_order_id",),
-    cross_file_key=("custom_order_id",),
+    dates_ahead=timedelta(days=2 * 366),  # weddings are booked up to two years ahead
 )
 
 FEEDBACK = CsvSource(
@@ -213,7 +236,6 @@ FEEDBACK = CsvSource(
         Column("note", ("备注",), restricted=True),
     ),
     unique_key=("ticket_id",),
-    cross_file_key=("ticket_id",),
 )
 
 #: The generic order-history layout (README, "Grading your own customers"): what a retailer
@@ -224,7 +246,7 @@ ORDER_IMPORT = CsvSource(
     table="imported_order_lines",
     columns=(
         Column("order_id", ("订单号",), required=True),
-        Column("line_no", ("行号",), "int", required=True),
+        Column("line_no", ("行号",), "int", required=True, minimum=1),
         Column("ordered_at", ("下单时间",), "timestamp", required=True),
         Column("channel", ("渠道",), required=True, allowed=frozenset({"store", "website", "wechat", "ecommerce"})),
         Column("store_code", ("门店编码",)),
@@ -238,7 +260,6 @@ ORDER_IMPORT = CsvSource(
     ),
     unique_key=("order_id", "line_no"),
     amount_column="amount",
-    cross_file_key=("order_id", "line_no"),
     signed_pair=("quantity", "amount"),
 )
 

@@ -31,11 +31,17 @@ KEY_VERSION_ENV = "TIERHOUSE_PSEUDONYM_KEY_VERSION"
 PII_KEY_ENV = "TIERHOUSE_PII_KEY"
 PII_KEY_VERSION_ENV = "TIERHOUSE_PII_KEY_VERSION"
 _CIPHERTEXT = re.compile(r"^enc:v(?P<version>\d+):(?P<payload>[A-Za-z0-9_-]+={0,2})$")
-_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_MOBILE = re.compile(r"^1[3-9]\d{9}$", re.ASCII)
+#: An HMAC key shorter than SHA-256's output weakens every key made with it.
+MIN_KEY_BYTES = 32
 
 
 class MissingKeyError(TierhouseError, RuntimeError):
-    """No pseudonymisation key is configured."""
+    """No usable key is configured."""
+
+
+class WeakKeyError(MissingKeyError):
+    """The pseudonymisation key is too short to be a secret."""
 
 
 def normalise_phone(text: str) -> str:
@@ -59,13 +65,16 @@ def ensure_local_key() -> dict[str, str]:
     """For local runs only: a random key kept beside the embedded warehouse (mode 600, ignored
     by git). Deployments set TIERHOUSE_PSEUDONYM_KEY from their secrets store instead."""
     path = local_secrets_file()
-    keys = json.loads(path.read_text()) if path.exists() else {}
     wanted = {KEY_ENV: secrets.token_hex(32), KEY_VERSION_ENV: "1", PII_KEY_ENV: secrets.token_hex(32), PII_KEY_VERSION_ENV: "1"}
-    if set(wanted) - set(keys):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({**wanted, **keys}))
-        path.chmod(0o600)
-    return json.loads(path.read_text())
+    try:
+        keys = json.loads(path.read_text()) if path.exists() else {}
+        if set(wanted) - set(keys):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**wanted, **keys}))
+            path.chmod(0o600)
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise MissingKeyError(f"cannot use the local key file {path}: {exc.strerror or exc}") from exc
 
 
 @lru_cache(maxsize=4)
@@ -78,6 +87,11 @@ def pseudonymise(kind: str, value: str) -> str:
     raw = os.environ.get(KEY_ENV)
     if not raw:
         raise MissingKeyError(f"set {KEY_ENV} (the secret for pseudonymous keys) before loading personal data")
+    if len(raw.encode()) < MIN_KEY_BYTES:
+        # a short key is guessed from known phone numbers and their keys, and then every key reversed
+        raise WeakKeyError(
+            f"{KEY_ENV} must be at least {MIN_KEY_BYTES} bytes, e.g. `openssl rand -hex 32`; it has {len(raw.encode())}"
+        )
     version = os.environ.get(KEY_VERSION_ENV, "1")
     digest = hmac.new(_key(raw), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
     return f"v{version}:{digest[:32]}"
