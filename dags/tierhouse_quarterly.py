@@ -11,6 +11,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, chain, dag, task
 
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import PUBLISHED_TIERS
+from tierhouse.orchestration.chains import migrate_warehouse
 from tierhouse.orchestration.defaults import DAG_SETTINGS, REGRADED_POLICIES, TIMEZONE
 
 # The base list is confirmed 5 working days after the month's initial list; Golden Week can
@@ -51,6 +52,7 @@ def tierhouse_quarterly():
         return pipeline.summarise_tiers(policy, period)
 
     period = resolve_quarter()
+    chain(migrate_warehouse(), period)
     for policy in REGRADED_POLICIES:
         chain(
             period,

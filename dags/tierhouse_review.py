@@ -4,10 +4,11 @@ and publish the confirmed lists BI tools read."""
 
 from __future__ import annotations
 
-from airflow.sdk import CronTriggerTimetable, dag, task
+from airflow.sdk import CronTriggerTimetable, chain, dag, task
 
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import PUBLISHED_TIERS
+from tierhouse.orchestration.chains import migrate_warehouse
 from tierhouse.orchestration.defaults import DAG_SETTINGS, TIMEZONE
 
 
@@ -24,7 +25,7 @@ def tierhouse_review():
         today = context["logical_date"].in_timezone(TIMEZONE).date()
         return pipeline.confirm_due_lists(today, context["run_id"])
 
-    confirm_due_lists()
+    chain(migrate_warehouse(), confirm_due_lists())
 
 
 tierhouse_review()
