@@ -4,9 +4,10 @@ day without an answer; ``history.appeal_status`` and ``tierhouse appeal list`` s
 
 from __future__ import annotations
 
-from airflow.sdk import CronTriggerTimetable, dag, task
+from airflow.sdk import CronTriggerTimetable, chain, dag, task
 
 from tierhouse.orchestration import pipeline
+from tierhouse.orchestration.chains import migrate_warehouse
 from tierhouse.orchestration.defaults import DAG_SETTINGS
 from tierhouse.orchestration.tasks import run_day
 from tierhouse.periods import TIMEZONE
@@ -24,7 +25,7 @@ def tierhouse_appeals():
     def check_appeal_deadlines(**context) -> dict[str, int]:
         return pipeline.check_appeal_deadlines(run_day(context))
 
-    check_appeal_deadlines()
+    chain(migrate_warehouse(), check_appeal_deadlines())
 
 
 tierhouse_appeals()

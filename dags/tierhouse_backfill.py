@@ -10,7 +10,7 @@ from airflow.sdk import Param, chain, dag, task
 
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import PUBLISHED_TIERS
-from tierhouse.orchestration.chains import build_and_deidentify
+from tierhouse.orchestration.chains import build_and_deidentify, migrate_warehouse
 from tierhouse.orchestration.defaults import DAG_SETTINGS, GRADED_POLICIES
 
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
@@ -38,6 +38,7 @@ def tierhouse_backfill():
         return pipeline.backfill(policy, months, context["run_id"])
 
     months = resolve_months()
+    chain(migrate_warehouse(), months)
     deidentified = build_and_deidentify(months)
     for policy in GRADED_POLICIES:
         chain(deidentified, audit_and_publish.override(task_id=f"audit_{policy}")(policy, months))

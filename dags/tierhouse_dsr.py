@@ -6,9 +6,10 @@ stays). Triggered by hand with the request as its configuration; every request i
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, chain, dag, task
 
 from tierhouse.orchestration import pipeline
+from tierhouse.orchestration.chains import migrate_warehouse
 from tierhouse.orchestration.defaults import DAG_SETTINGS
 
 DSR_KINDS = ["access", "correction", "consent_withdrawal", "erasure"]
@@ -36,7 +37,7 @@ def tierhouse_dsr():
         p = context["params"]
         return pipeline.data_subject_request(p["kind"], p["customer"], p["requested_by"], p["reason"], p["field"], p["value"])
 
-    carry_out_request()
+    chain(migrate_warehouse(), carry_out_request())
 
 
 tierhouse_dsr()

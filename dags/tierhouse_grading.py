@@ -9,7 +9,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, Param, c
 
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import PUBLISHED_TIERS, RAW_SALES
-from tierhouse.orchestration.chains import build_and_deidentify
+from tierhouse.orchestration.chains import build_and_deidentify, migrate_warehouse
 from tierhouse.orchestration.defaults import DAG_SETTINGS, GRADED_POLICIES
 from tierhouse.orchestration.tasks import interval_start, summarise_tiers
 from tierhouse.periods import TIMEZONE
@@ -50,6 +50,7 @@ def tierhouse_grading():
         return pipeline.publish_tiers(policy, period, context["run_id"])
 
     period = resolve_period()
+    chain(migrate_warehouse(), period)
     deidentified = build_and_deidentify(period)
     for policy in GRADED_POLICIES:
         due = lists_month.override(task_id=f"lists_{policy}")(policy, period)

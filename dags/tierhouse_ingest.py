@@ -10,6 +10,7 @@ from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
 from tierhouse.ingest.sources import SOURCES
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import RAW_SALES
+from tierhouse.orchestration.chains import migrate_warehouse
 from tierhouse.orchestration.defaults import DAG_SETTINGS
 from tierhouse.orchestration.tasks import run_day
 from tierhouse.periods import TIMEZONE
@@ -44,7 +45,7 @@ def tierhouse_ingest():
         return evaluated
 
     loads = [load_exports.override(task_id=f"load_{name}")(name) for name in SOURCES]
-    chain(apply_access_controls(), [*loads, extract_shop_orders()], check_raw_quality())
+    chain(migrate_warehouse(), apply_access_controls(), [*loads, extract_shop_orders()], check_raw_quality())
 
 
 tierhouse_ingest()

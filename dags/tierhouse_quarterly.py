@@ -11,6 +11,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, chain, dag, task
 
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import PUBLISHED_TIERS
+from tierhouse.orchestration.chains import migrate_warehouse
 from tierhouse.orchestration.defaults import DAG_SETTINGS, REGRADED_POLICIES
 from tierhouse.orchestration.tasks import interval_start, summarise_tiers
 from tierhouse.periods import TIMEZONE
@@ -49,6 +50,7 @@ def tierhouse_quarterly():
         return pipeline.regrade_quarter(policy, period, context["run_id"])
 
     period = resolve_quarter()
+    chain(migrate_warehouse(), period)
     for policy in REGRADED_POLICIES:
         chain(
             period,

@@ -4,10 +4,11 @@ and publish the confirmed lists BI tools read."""
 
 from __future__ import annotations
 
-from airflow.sdk import CronTriggerTimetable, dag, task
+from airflow.sdk import CronTriggerTimetable, chain, dag, task
 
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import PUBLISHED_TIERS
+from tierhouse.orchestration.chains import migrate_warehouse
 from tierhouse.orchestration.defaults import DAG_SETTINGS
 from tierhouse.orchestration.tasks import run_day
 from tierhouse.periods import TIMEZONE
@@ -25,7 +26,7 @@ def tierhouse_review():
     def confirm_due_lists(**context) -> list[dict]:
         return pipeline.confirm_due_lists(run_day(context), context["run_id"])
 
-    confirm_due_lists()
+    chain(migrate_warehouse(), confirm_due_lists())
 
 
 tierhouse_review()

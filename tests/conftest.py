@@ -1,5 +1,5 @@
 """Shared fixtures: a real PostgreSQL (WAREHOUSE_URL or the embedded one), one scratch database
-per test that needs isolation, and one fully graded warehouse built by the real DAGs. Helpers the
+(migrated, or empty) per test that needs isolation, and one fully graded warehouse built by the real DAGs. Helpers the
 tests import are in tests/support.py: pytest loads this file itself, tests never import it."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tests.support import GradedWarehouse
 from tierhouse.privacy.crypto import KEY_ENV, PII_KEY_ENV
 from tierhouse.settings import PROJECT_ROOT
 from tierhouse.warehouse.connection import EmbeddedWarehouse, WarehouseUrl, resolve_url, session, wait_until_ready
+from tierhouse.warehouse.migrate import migrate
 
 # Loaders pseudonymise phone numbers; the tests bring their own throw-away key.
 os.environ.setdefault(KEY_ENV, secrets.token_hex(32))
@@ -48,14 +49,21 @@ def _admin(url: WarehouseUrl, statement: str) -> None:
 
 
 @pytest.fixture
-def scratch_db(server_url: WarehouseUrl) -> Iterator[WarehouseUrl]:
-    """An empty database of its own, dropped afterwards."""
+def empty_db(server_url: WarehouseUrl) -> Iterator[WarehouseUrl]:
+    """An empty database of its own, dropped afterwards: for a test that plants its own tables."""
     name = f"tierhouse_t_{uuid.uuid4().hex[:10]}"
     _admin(server_url, f'create database "{name}"')
     try:
         yield dataclasses.replace(server_url, dbname=name)
     finally:
         _admin(server_url, f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def scratch_db(empty_db: WarehouseUrl) -> WarehouseUrl:
+    """A warehouse of its own with every migration applied (and no grants), dropped afterwards."""
+    migrate(empty_db)
+    return empty_db
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +79,7 @@ def graded_warehouse(server_url: WarehouseUrl, tmp_path_factory: pytest.TempPath
     _admin(server_url, f'drop database if exists "{name}" with (force)')
     _admin(server_url, f'create database "{name}"')
     url = dataclasses.replace(server_url, dbname=name)
+    migrate(url)  # as the DAGs' first task does; the shop stand-in needs it before the DAGs run
     data_dir = tmp_path_factory.mktemp("data")
     counts = generate(data_dir, E2E_CUSTOMERS, E2E_MONTHS, E2E_SEED, date(2026, 11, 1))
     # a retailer's own order history in the generic layout rides along

@@ -162,8 +162,8 @@ def test_a_published_version_cannot_be_silently_changed(scratch_db, tmp_path: Pa
     policy.load_policies(scratch_db, [policy.parse_policy(SHIPPED)])
     query(
         scratch_db,
-        "create schema published; create table published.customer_tiers (policy text, policy_version int);"
-        " insert into published.customer_tiers values ('highend_flower', 1)",
+        "insert into published.customer_tiers (policy, policy_version, period_month, customer_key, tier, tier_rank, decided_by)"
+        " values ('highend_flower', 1, '2026-10-01', 'M000001', 'top', 1, 'top: all conditions met')",
     )
     doc = shipped_doc()
     doc["tiers"]["top"]["all"][0] = "spend >= 90000"

@@ -30,22 +30,22 @@ def plant(url, rows) -> None:
         query(url, "insert into marts.fct_customer_tiers values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", row)
 
 
-def test_publish_gate_passes_a_clean_period(scratch_db) -> None:
-    plant(scratch_db, GOOD_ROWS)
-    outcome = quality.gate(scratch_db, "publish_customer_tiers", PARAMS, P1_EXPECTED)
+def test_publish_gate_passes_a_clean_period(empty_db) -> None:
+    plant(empty_db, GOOD_ROWS)
+    outcome = quality.gate(empty_db, "publish_customer_tiers", PARAMS, P1_EXPECTED)
     assert outcome.success and outcome.evaluated == 8
 
 
-def test_publish_gate_fails_on_a_planted_bad_batch(scratch_db) -> None:
+def test_publish_gate_fails_on_a_planted_bad_batch(empty_db) -> None:
     bad = [
         *GOOD_ROWS,
         ("d", "highend_flower", 1, "2026-10-01", "c1", "gold", "?", 1, "x", 100),  # c1 twice, unknown tier
         ("e", "highend_flower", 1, "2026-10-01", None, "none", "?", 99, None, 9_000_000),  # no key, implausible spend
         ("f", "highend_flower", 7, "2026-10-01", "c9", "none", "?", 99, "x", 100),  # a version never loaded
     ]
-    plant(scratch_db, bad)
+    plant(empty_db, bad)
     with pytest.raises(quality.QualityGateFailed) as raised:
-        quality.gate(scratch_db, "publish_customer_tiers", PARAMS, P1_EXPECTED)
+        quality.gate(empty_db, "publish_customer_tiers", PARAMS, P1_EXPECTED)
     message = str(raised.value)
     for expected in (
         "expect_column_values_to_be_unique(customer_key)",
@@ -58,27 +58,27 @@ def test_publish_gate_fails_on_a_planted_bad_batch(scratch_db) -> None:
         assert expected in message
 
 
-def test_publish_gate_fails_on_an_empty_period(scratch_db) -> None:
-    plant(scratch_db, GOOD_ROWS)
+def test_publish_gate_fails_on_an_empty_period(empty_db) -> None:
+    plant(empty_db, GOOD_ROWS)
     outcome = quality.run_checkpoint(
-        scratch_db, "publish_customer_tiers", {**PARAMS, "period_month": "2026-11-01"}, expectation_parameters=P1_EXPECTED
+        empty_db, "publish_customer_tiers", {**PARAMS, "period_month": "2026-11-01"}, expectation_parameters=P1_EXPECTED
     )
     assert not outcome.success
     assert [f.expectation for f in outcome.failures] == ["expect_table_row_count_to_be_between"]
 
 
-def test_the_allowed_tiers_come_from_the_caller_not_the_suite(scratch_db) -> None:
-    plant(scratch_db, GOOD_ROWS)
+def test_the_allowed_tiers_come_from_the_caller_not_the_suite(empty_db) -> None:
+    plant(empty_db, GOOD_ROWS)
     p2_tiers = {"tiers": ["level_1", "level_2", "level_3", "level_4", "none"], "policy_versions": [1]}
-    outcome = quality.run_checkpoint(scratch_db, "publish_customer_tiers", PARAMS, expectation_parameters=p2_tiers)
+    outcome = quality.run_checkpoint(empty_db, "publish_customer_tiers", PARAMS, expectation_parameters=p2_tiers)
     assert [(f.expectation, f.kwargs["column"]) for f in outcome.failures] == [("expect_column_values_to_be_in_set", "tier")]
     with pytest.raises(ValueError, match="needs expectation parameters"):
-        quality.run_checkpoint(scratch_db, "publish_customer_tiers", PARAMS)
+        quality.run_checkpoint(empty_db, "publish_customer_tiers", PARAMS)
 
 
-def test_checkpoint_parameters_cannot_inject_sql(scratch_db) -> None:
-    plant(scratch_db, GOOD_ROWS)
+def test_checkpoint_parameters_cannot_inject_sql(empty_db) -> None:
+    plant(empty_db, GOOD_ROWS)
     with pytest.raises(ValueError, match="unsafe filter"):
         quality.run_checkpoint(
-            scratch_db, "publish_customer_tiers", {**PARAMS, "policy": "x' or '1'='1"}, expectation_parameters=P1_EXPECTED
+            empty_db, "publish_customer_tiers", {**PARAMS, "policy": "x' or '1'='1"}, expectation_parameters=P1_EXPECTED
         )

@@ -9,10 +9,14 @@ import sys
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tierhouse import settings
 from tierhouse.errors import TierhouseError
 from tierhouse.periods import parse_period
+
+if TYPE_CHECKING:
+    from tierhouse.warehouse.connection import WarehouseUrl
 
 #: The generator's default end: data runs through October 2026, so October is the demo period.
 DEMO_DATA_END = date(2026, 11, 1)
@@ -54,7 +58,21 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
     elif args.action == "url":
         url = resolve_url(start_embedded=False)
         print(url.url() if args.show_password else url.redacted())
+    elif args.action == "migrate":
+        for line in _migrate(_url()):
+            print(line)
     return 0
+
+
+def _migrate(url: WarehouseUrl) -> list[str]:
+    """Apply the warehouse migrations it lacks; what was applied, and where the warehouse is now."""
+    from tierhouse.warehouse.migrate import migrate, migrations
+
+    applied = migrate(url)
+    total = len(migrations())
+    return [f"applied migration {m.label}" for m in applied] + [
+        f"the warehouse is at migration {total} of {total}" + ("" if applied else "; nothing to apply")
+    ]
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -238,7 +256,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Warehouse, sample data, both DAGs for real, then the tier summary."""
+    """Warehouse (migrated), sample data, the DAGs for real, then the tier summary."""
     from tierhouse.devtools.generate import generate
     from tierhouse.grading.policy import NO_TIER
     from tierhouse.ingest.loaders import format_load_report, load_report, seed_shop_database
@@ -253,6 +271,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     url = _url()
     print(f"[demo] warehouse {url.redacted()}")
+    for line in _migrate(url):
+        print(f"[demo] {line}")
     data_dir = settings.DATA_DIR
     wanted = {"customers": args.customers, "months": args.months, "seed": args.seed, "end": DEMO_DATA_END.isoformat()}
     marker = data_dir / ".generated.json"
@@ -346,8 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tierhouse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("warehouse", help="start, stop or show the warehouse")
-    p.add_argument("action", choices=["start", "stop", "status", "url"])
+    p = sub.add_parser("warehouse", help="start, stop or show the warehouse, or apply its schema migrations")
+    p.add_argument("action", choices=["start", "stop", "status", "url", "migrate"])
     p.add_argument("--show-password", action="store_true")
     p.set_defaults(func=cmd_warehouse)
 

@@ -20,6 +20,7 @@ from tierhouse.grading import policy, quality, transform
 from tierhouse.ingest import loaders
 from tierhouse.privacy import access
 from tierhouse.warehouse.connection import resolve_url, session, wait_until_ready
+from tierhouse.warehouse.migrate import migrate
 
 T = TypeVar("T")
 
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             counts = _timed(
                 "generate", results, lambda: generate(data, args.customers, args.months, args.seed, date(2026, 11, 1))
             )
+            _timed("migrate", results, lambda: len(migrate(url)))
             _timed("seed shop database", results, lambda: loaders.seed_shop_database(url, data / "shop"))
             _timed("load POS exports", results, lambda: loaders.load_pos_exports(url, data / "pos"))
             _timed("reload POS (no-op)", results, lambda: loaders.load_pos_exports(url, data / "pos"))

@@ -19,9 +19,9 @@ import yaml
 from tierhouse import settings
 from tierhouse.errors import TierhouseError
 from tierhouse.grading.dbt_vars import dbt_var
-from tierhouse.ingest import raw_schema
 from tierhouse.periods import QUARTER_END_MONTHS
 from tierhouse.warehouse.connection import WarehouseUrl, connect
+from tierhouse.warehouse.migrate import require_migrated
 
 #: Indicators the dbt feature model provides (``int_customer_indicator_values``); a test checks
 #: the two lists agree, so a rule cannot name an indicator that is never computed.
@@ -394,7 +394,7 @@ def load_policies(url: WarehouseUrl, policies: list[Policy]) -> int:
     if not policies:
         raise PolicyError(settings.POLICIES_DIR, "(dir)", "no policy files found")
     with connect(url) as conn, conn.cursor() as cur:
-        raw_schema.apply(conn, raw_schema.all_ddl())
+        require_migrated(cur)
         for policy in policies:
             cur.execute(
                 "select sha256 from raw.policy_versions where policy = %s and version = %s",
@@ -488,9 +488,6 @@ def load_policies(url: WarehouseUrl, policies: list[Policy]) -> int:
 
 def _version_unused(cur, policy: Policy) -> bool:
     """True until a period graded by this version has been published."""
-    cur.execute("select to_regclass('published.customer_tiers') is not null")
-    if not cur.fetchone()[0]:
-        return True
     cur.execute(
         "select not exists (select 1 from published.customer_tiers where policy = %s and policy_version = %s)",
         (policy.name, policy.version),

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from tierhouse import settings
-from tierhouse.ingest import raw_schema
 from tierhouse.ingest import sources as s
 from tierhouse.ingest.parsing import (
     FileLoad,
@@ -42,6 +41,7 @@ from tierhouse.ingest.parsing import (
 from tierhouse.privacy import access
 from tierhouse.privacy.crypto import encrypt, normalise_phone, pseudonymise
 from tierhouse.warehouse.connection import WarehouseUrl, connect, session
+from tierhouse.warehouse.migrate import require_migrated
 
 SHOP_SOURCE = "shop"
 #: A landing copy is written under a hidden name ending in this, never ``*.csv``: a copy cut
@@ -148,11 +148,10 @@ def load_exports(
     loaded = rows = quarantined = 0
     name = None
     try:
-        with connect(url) as conn:
-            raw_schema.apply(conn, raw_schema.all_ddl())
-            with conn.cursor() as cur:
-                cur.execute("select file_name, sha256 from raw.load_manifest where source = %s", (source.name,))
-                known = dict(cur.fetchall())
+        with connect(url) as conn, conn.cursor() as cur:
+            require_migrated(cur)
+            cur.execute("select file_name, sha256 from raw.load_manifest where source = %s", (source.name,))
+            known = dict(cur.fetchall())
         with session(url) as conn:
             for path in files:
                 name = path.relative_to(root).as_posix()
@@ -334,7 +333,7 @@ def extract_shop_orders(url: WarehouseUrl, shop_url: WarehouseUrl | None = None)
     shop_url = shop_url or url
     batch_id = uuid.uuid4().hex
     with connect(url) as conn, conn.cursor() as cur:
-        raw_schema.apply(conn, raw_schema.all_ddl())
+        require_migrated(cur)
         cur.execute("select watermark from raw.extract_watermarks where source = %s", (SHOP_SOURCE,))
         found = cur.fetchone()
     watermark = found[0] if found else datetime(1900, 1, 1)
@@ -544,9 +543,10 @@ def _phone_key(phone: str | None) -> str | None:
 
 
 def seed_shop_database(shop_url: WarehouseUrl, shop_dir: Path) -> int:
-    """Stand in for the online shop: (re)write its tables from the generator's files."""
+    """Stand in for the online shop: (re)write its tables (warehouse migration ``0002_shop_stand_in``)
+    from the generator's files."""
     with connect(shop_url) as conn, conn.cursor() as cur:
-        raw_schema.apply(conn, raw_schema.SHOP_DDL)
+        require_migrated(cur)
         cur.execute("truncate shop.order_lines, shop.orders")
         for table in ("orders", "order_lines"):
             with (shop_dir / f"{table}.csv").open("r", encoding="utf-8") as handle:

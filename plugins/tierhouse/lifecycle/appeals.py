@@ -22,6 +22,7 @@ from tierhouse.lifecycle import history
 from tierhouse.lifecycle.workdays import policy_deadline
 from tierhouse.periods import CHINA, TIMEZONE
 from tierhouse.warehouse.connection import WarehouseUrl, connect
+from tierhouse.warehouse.migrate import require_migrated
 from tierhouse.warehouse.rows import fetch_dicts, to_json
 
 DEFAULT_APPEAL_WORKING_DAYS = 3
@@ -72,7 +73,7 @@ def file_appeal(
     if "appeal_working_days" not in graded_policy.calendar:
         raise AppealError(f"{policy} has no appeal step in its calendar")
     with connect(url) as conn, conn.cursor() as cur:
-        history.ensure_schema(cur)
+        require_migrated(cur)
         current = history.current_run(cur, policy, period_month)
         if current is None:
             raise AppealError(f"no list of {policy} for {period_month:%Y-%m}")
@@ -120,7 +121,7 @@ def answer_appeal(
     if not answered_by.strip():
         raise AppealError("an answer needs the name of whoever decided it")
     with connect(url) as conn, conn.cursor() as cur:
-        history.ensure_schema(cur)
+        require_migrated(cur)
         cur.execute(
             "select a.policy, a.period_month, a.customer_key, a.due_on, x.appeal_id is not null"
             " from history.appeals as a left join history.appeal_answers as x using (appeal_id) where a.appeal_id = %s",
@@ -181,7 +182,7 @@ def appeal_states(url: WarehouseUrl, today: date | None = None) -> list[AppealSt
     """Every appeal with its status on ``today`` (the mainland-China date by default)."""
     today = today or datetime.now(CHINA).date()
     with connect(url) as conn, conn.cursor() as cur:
-        history.ensure_schema(cur)
+        require_migrated(cur)
         cur.execute(
             "select a.appeal_id, a.policy, a.period_month, a.customer_key, a.received_at, a.due_on,"
             " (x.answered_at at time zone %s)::date, x.outcome"

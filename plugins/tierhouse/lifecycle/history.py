@@ -5,7 +5,8 @@ appeal lists build on the same tables) is recorded as a run with its policy vers
 Airflow run, the code version, a fingerprint of the exact inputs and a hash of the exact
 result, and one snapshot row per customer. Nothing here is ever updated or deleted: triggers
 refuse it. A list already published for a period is never replaced: different results for it
-(late data) are recorded as a restatement candidate for a person to decide on.
+(late data) are recorded as a restatement candidate for a person to decide on. The tables and
+their triggers are warehouse migration ``0003_history_and_published``.
 """
 
 from __future__ import annotations
@@ -21,151 +22,13 @@ from tierhouse import settings
 from tierhouse.errors import TierhouseError
 from tierhouse.periods import add_months
 from tierhouse.warehouse.connection import WarehouseUrl, connect
+from tierhouse.warehouse.migrate import require_migrated
 from tierhouse.warehouse.rows import fetch_dicts, to_json
 
-HISTORY_DDL = """
-create schema if not exists history;
-
-create table if not exists history.grading_runs (
-    run_id            uuid        primary key,
-    policy            text        not null,
-    policy_version    integer     not null,
-    period_month      date        not null,
-    list_kind         text        not null check (list_kind in ('initial', 'confirmed', 'quarterly', 'appeal')),
-    airflow_run_id    text,
-    dbt_invocation_id text,
-    code_version      text        not null,
-    policy_sha256     text        not null,
-    input_fingerprint text        not null,
-    snapshot_hash     text        not null,
-    row_count         integer     not null,
-    created_at        timestamptz not null default now()
-);
-alter table history.grading_runs add column if not exists dbt_invocation_id text;
-create unique index if not exists grading_runs_one_initial_list
-    on history.grading_runs (policy, policy_version, period_month) where list_kind = 'initial';
-
-create table if not exists history.tier_snapshots (
-    run_id                uuid    not null references history.grading_runs (run_id),
-    customer_key          text    not null,
-    tier                  text    not null,
-    tier_rank             integer not null,
-    decided_by            text    not null,
-    composite_score       numeric,
-    consumption_attribute text,
-    demand_feature        text,
-    cooperation_feature   text,
-    primary key (run_id, customer_key)
-);
-
-create table if not exists history.restatement_candidates (
-    candidate_id      uuid        primary key,
-    published_run_id  uuid        not null references history.grading_runs (run_id),
-    input_fingerprint text        not null,
-    snapshot_hash     text        not null,
-    changed_customers integer     not null,
-    airflow_run_id    text,
-    detected_at       timestamptz not null default now()
-);
-
-create table if not exists history.reviews (
-    review_id     uuid        primary key,
-    policy        text        not null,
-    period_month  date        not null,
-    customer_key  text        not null,
-    reviewer      text        not null,
-    new_tier      text        not null,
-    reason        text        not null check (length(trim(reason)) > 0),
-    created_at    timestamptz not null default now()
-);
-
-create table if not exists history.tier_changes (
-    run_id        uuid        not null references history.grading_runs (run_id),
-    customer_key  text        not null,
-    from_tier     text,
-    to_tier       text        not null,
-    rule          text        not null,
-    evidence      jsonb       not null,
-    primary key (run_id, customer_key)
-);
-
--- Art. 9: a customer's request to re-check a grade, answered within N working days.
-create table if not exists history.appeals (
-    appeal_id     uuid        primary key,
-    policy        text        not null,
-    period_month  date        not null,
-    customer_key  text        not null,
-    channel       text        not null,
-    request       text        not null check (length(trim(request)) > 0),
-    recorded_by   text        not null,
-    received_at   timestamptz not null,
-    due_on        date        not null
-);
-
-create table if not exists history.appeal_answers (
-    appeal_id     uuid        primary key references history.appeals (appeal_id),
-    answered_by   text        not null,
-    outcome       text        not null check (outcome in ('upheld', 'corrected')),
-    tier_before   text        not null,
-    tier_after    text        not null,
-    basis         text        not null check (length(trim(basis)) > 0),
-    evidence      jsonb       not null,
-    run_id        uuid        references history.grading_runs (run_id),
-    answered_at   timestamptz not null
-);
-
--- what is open and what is late, on the mainland-China date
-create or replace view history.appeal_status as
-select
-    a.*,
-    x.answered_at,
-    x.outcome,
-    case
-        when x.appeal_id is not null and (x.answered_at at time zone 'Asia/Shanghai')::date <= a.due_on then 'answered'
-        when x.appeal_id is not null then 'answered_late'
-        when (now() at time zone 'Asia/Shanghai')::date > a.due_on then 'overdue'
-        else 'open'
-    end as status
-from history.appeals as a
-left join history.appeal_answers as x using (appeal_id);
-
-create or replace function history.refuse_change() returns trigger language plpgsql as $$
-begin
-    raise exception 'history is append-only: % on %.% refused', tg_op, tg_table_schema, tg_table_name;
-end
-$$;
-"""
-_HISTORY_TABLES = (
-    "grading_runs", "tier_snapshots", "restatement_candidates", "reviews", "tier_changes", "appeals", "appeal_answers",
-)  # fmt: skip
 SNAPSHOT_COLUMNS = (
     "customer_key", "tier", "tier_rank", "decided_by", "composite_score",
     "consumption_attribute", "demand_feature", "cooperation_feature",
 )  # fmt: skip
-
-
-def ensure_schema(cur) -> None:
-    cur.execute("select pg_advisory_xact_lock(hashtext('tierhouse.lifecycle.history.ddl'))")
-    cur.execute(HISTORY_DDL)
-    make_append_only(cur, "history", _HISTORY_TABLES, "history.refuse_change")
-
-
-def make_append_only(cur, schema: str, tables: tuple[str, ...], refuse_function: str) -> None:
-    """Triggers that refuse UPDATE, DELETE and TRUNCATE on each table (created once)."""
-    for table in tables:
-        cur.execute(
-            f"""
-            do $$ begin
-                if not exists (select 1 from pg_trigger where tgname = '{table}_append_only'
-                               and tgrelid = '{schema}.{table}'::regclass) then
-                    create trigger {table}_append_only before update or delete on {schema}.{table}
-                        for each row execute function {refuse_function}();
-                    create trigger {table}_no_truncate before truncate on {schema}.{table}
-                        for each statement execute function {refuse_function}();
-                end if;
-            end $$;
-            """
-        )
 
 
 def _canonical(value: object) -> str:
@@ -216,11 +79,8 @@ def publish_initial_list(url: WarehouseUrl, policy: str, period_month: date, air
     Rerunning a period with the same inputs changes nothing; different results for a period
     already published become a restatement candidate and the published list stays as it was.
     """
-    from tierhouse.lifecycle.publish import PUBLISHED_DDL
-
     with connect(url) as conn, conn.cursor() as cur:
-        ensure_schema(cur)
-        cur.execute(PUBLISHED_DDL)
+        require_migrated(cur)
         cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"publish:{policy}:{period_month}",))
         cur.execute(
             f"select policy_version, {', '.join(SNAPSHOT_COLUMNS)}, dbt_invocation_id from marts.fct_customer_tiers"
@@ -365,7 +225,7 @@ def previous_distribution(url: WarehouseUrl, policy: str, period_month: date, ti
     that an empty tier does not make the divergence infinite; None when there is none."""
     earliest = add_months(period_month, -3)
     with connect(url) as conn, conn.cursor() as cur:
-        ensure_schema(cur)
+        require_migrated(cur)
         cur.execute(
             """
             select s.tier, count(*)
@@ -420,7 +280,7 @@ def customer_history(url: WarehouseUrl, customer_key: str) -> list[dict]:
     with the run that produced it (and the rule and evidence when a list changed it), every
     review, every appeal and its answer."""
     with connect(url) as conn, conn.cursor() as cur:
-        ensure_schema(cur)
+        require_migrated(cur)
         cur.execute(_CUSTOMER_EVENTS, {"customer": customer_key})
         return fetch_dicts(cur)
 
@@ -448,7 +308,7 @@ def format_history(customer_key: str, rows: list[dict]) -> str:
 def format_lists(url: WarehouseUrl) -> str:
     """Every recorded list, oldest period first: kind, size and how many grades it changed."""
     with connect(url) as conn, conn.cursor() as cur:
-        ensure_schema(cur)
+        require_migrated(cur)
         cur.execute(
             """
             select r.period_month, r.policy, r.policy_version, r.list_kind, r.row_count, count(c.customer_key),

@@ -1,6 +1,6 @@
-"""The published schema BI tools read (its DDL) and the tier summary. Lists are recorded and
-published together by :mod:`tierhouse.lifecycle.history`; periods are parsed by
-:mod:`tierhouse.periods`."""
+"""The tier summary of ``published.customer_tiers``, the table BI tools read (warehouse
+migration ``0003_history_and_published``). Lists are recorded and published together by
+:mod:`tierhouse.lifecycle.history`; periods are parsed by :mod:`tierhouse.periods`."""
 
 from __future__ import annotations
 
@@ -9,31 +9,6 @@ from datetime import date
 from decimal import Decimal
 
 from tierhouse.warehouse.connection import WarehouseUrl, connect
-
-PUBLISHED_DDL = """
-create schema if not exists published;
-
-create table if not exists published.customer_tiers (
-    policy          text        not null,
-    policy_version  integer     not null,
-    period_month    date        not null,
-    customer_key    text        not null,
-    tier            text        not null,
-    tier_label      text,
-    tier_rank       integer     not null,
-    decided_by      text        not null,
-    list_kind       text        not null default 'initial',
-    composite_score numeric,
-    consumption_attribute text,
-    demand_feature  text,
-    cooperation_feature text,
-    published_at    timestamptz not null default now(),
-    airflow_run_id  text,
-    primary key (policy, period_month, customer_key)
-);
-comment on table published.customer_tiers is
-    'Audited customer tiers, one row per policy, period and customer; what BI tools read.';
-"""
 
 
 @dataclass(frozen=True)

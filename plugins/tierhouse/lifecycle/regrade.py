@@ -18,6 +18,7 @@ from tierhouse.lifecycle import history
 from tierhouse.lifecycle.review import has_review
 from tierhouse.periods import PeriodError, is_quarter_end
 from tierhouse.warehouse.connection import WarehouseUrl, connect
+from tierhouse.warehouse.migrate import require_migrated
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def base_ready(url: WarehouseUrl, policy_name: str, period_month: date) -> bool:
     """Whether the quarterly re-grade of the policy can start (for the DAG's sensor)."""
     graded_policy = _policy(policy_name)
     with connect(url) as conn, conn.cursor() as cur:
-        history.ensure_schema(cur)
+        require_migrated(cur)
         try:
             base_run(cur, graded_policy, period_month)
         except RegradeNotReady as exc:
@@ -83,7 +84,7 @@ def regrade_quarter(
         raise PeriodError(f"{period_month:%Y-%m} is not the last month of a quarter")
     graded_policy = _policy(policy_name)
     with connect(url) as conn, conn.cursor() as cur:
-        history.ensure_schema(cur)
+        require_migrated(cur)
         cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"regrade:{policy_name}:{period_month}",))
         cur.execute(
             "select run_id, snapshot_hash from history.grading_runs"

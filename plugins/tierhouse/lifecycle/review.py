@@ -17,6 +17,7 @@ from tierhouse.lifecycle import history
 from tierhouse.lifecycle.workdays import policy_deadline
 from tierhouse.periods import CHINA
 from tierhouse.warehouse.connection import WarehouseUrl, connect
+from tierhouse.warehouse.migrate import require_migrated
 
 DEFAULT_REVIEW_WORKING_DAYS = 5
 
@@ -40,7 +41,7 @@ def has_review(graded_policy: Policy) -> bool:
 def review_window(url: WarehouseUrl, policy: str, period_month: date) -> tuple[datetime, date]:
     """When the period's initial list was published and the last day reviews are accepted."""
     with connect(url) as conn, conn.cursor() as cur:
-        history.ensure_schema(cur)
+        require_migrated(cur)
         lists = _initial_lists(cur, policy, period_month)
     if not lists:
         raise ReviewError(f"no initial list of {policy} for {period_month:%Y-%m}")
@@ -99,7 +100,7 @@ def add_review(
     if not reviewer.strip():
         raise ReviewError("a review needs the reviewer's name")
     with connect(url) as conn, conn.cursor() as cur:
-        history.ensure_schema(cur)
+        require_migrated(cur)
         lists = _initial_lists(cur, policy, period_month)
         if not lists:
             raise ReviewError(f"no initial list of {policy} for {period_month:%Y-%m} to review")
@@ -135,7 +136,7 @@ def confirm_due_lists(url: WarehouseUrl, today: date, airflow_run_id: str | None
     """Confirm and publish every initial list whose review window closed before ``today``."""
     outcomes = []
     with connect(url) as conn, conn.cursor() as cur:
-        history.ensure_schema(cur)
+        require_migrated(cur)
         for initial in _initial_lists(cur, unconfirmed_only=True):
             if not has_review(initial.policy) or today <= initial.deadline:
                 continue

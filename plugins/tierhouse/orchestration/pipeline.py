@@ -27,6 +27,15 @@ def warehouse_url() -> WarehouseUrl:
     )
 
 
+def migrate_warehouse() -> list[str]:
+    """Every DAG's first task: apply the warehouse migrations it lacks (tierhouse.warehouse.migrate)."""
+    from tierhouse.warehouse.migrate import migrate
+
+    applied = [migration.label for migration in migrate(warehouse_url())]
+    log.info("warehouse migrations applied: %s", ", ".join(applied) or "none (up to date)")
+    return applied
+
+
 # -- ingest -----------------------------------------------------------------------------------
 def load_exports(source_name: str) -> dict:
     """Load the new or changed export files of one file source from the landing directory."""
@@ -70,7 +79,7 @@ def resolve_period(
 
 
 def apply_access_controls() -> list[str]:
-    """Roles, grants, the logged read path to personal data and the BI views (tierhouse.privacy.access)."""
+    """Each role's grants on the pipeline's schemas, dbt's relations included (tierhouse.privacy.access)."""
     from tierhouse.privacy import access
 
     access.apply(warehouse_url())

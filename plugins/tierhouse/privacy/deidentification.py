@@ -47,8 +47,9 @@ the gate; ``expectations/deidentification_exemptions.yml`` is the reviewed list 
 
 Customer names never become SQL text, which would put them in the server's log and in error
 messages: every database session GE opens receives them by ``COPY`` into a temporary table that
-ends with the session. The detectors are SQL functions in the ``audit`` schema, created or
-replaced by every run.
+ends with the session. The detectors are SQL functions in the ``audit`` schema, created by
+warehouse migration ``0005_deidentification_detectors``, which spells out the patterns
+described above.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ from tierhouse import settings
 from tierhouse.errors import TierhouseError
 from tierhouse.gates import CheckpointError, CheckpointOutcome, ExpectationFailure, QualityGateFailed
 from tierhouse.warehouse.connection import WarehouseUrl, connect
+from tierhouse.warehouse.migrate import WarehouseNotMigrated
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +150,9 @@ def load_exemptions(path: Path | None = None) -> tuple[Exemption, ...]:
     return parse_exemptions(yaml.safe_load(path.read_text()), path.name)
 
 
-# -- detectors --------------------------------------------------------------------------------
+# -- names ------------------------------------------------------------------------------------
+#: Full-width characters and their ASCII forms: the names looked for are folded with this table,
+#: values by ``audit.fold_width`` with the same one (tests/test_migrations.py checks they agree).
 _FULL_WIDTH = (
     "".join(chr(c) for c in range(0xFF10, 0xFF1A))  # ０-９
     + "".join(chr(c) for c in range(0xFF21, 0xFF3B))  # Ａ-Ｚ
@@ -158,87 +162,6 @@ _FULL_WIDTH = (
 _ASCII = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+-@._% ------"
 assert len(_FULL_WIDTH) == len(_ASCII)
 _TO_ASCII = str.maketrans(_FULL_WIDTH, _ASCII)
-
-_NOT_AFTER = r"(?<![0-9A-Za-z])(?<![0-9]\.)"  # not inside a word, a hash or a decimal fraction
-_NOT_BEFORE = r"(?![0-9A-Za-z])(?!\.[0-9])"
-MOBILE_CORE = r"1[3-9][0-9](?:[- ]?[0-9]{4}){2}"
-MOBILE_PATTERN = _NOT_AFTER + r"(?:\+?86|0086)?[- ]?" + MOBILE_CORE + _NOT_BEFORE
-#: The three groups are joined before the check character is verified.
-RESIDENT_ID_PATTERN = _NOT_AFTER + r"([0-9]{6})[- ]?([0-9]{8})[- ]?([0-9]{3}[0-9Xx])" + _NOT_BEFORE
-EMAIL_PATTERN = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
-RESIDENT_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-RESIDENT_ID_CHECK_CHARACTERS = "10X98765432"
-
-
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-#: What nearly every value (keys, codes, amounts) fails quickly and every finding passes: a
-#: character beyond ASCII (Chinese names, full-width digits), a mobile or ID number without its
-#: boundaries, an "@" before a domain. The exact patterns, whose lookbehinds are slow, and the
-#: names then see only the few values that pass.
-SCREEN_PATTERN = "|".join((r"[^\x01-\x7f]", MOBILE_CORE, r"[0-9]{6}[- ]?[0-9]{8}", r"@[A-Za-z0-9.-]+\.[A-Za-z]"))
-
-
-# Single-expression SQL functions are inlined into the query by the planner, costing nothing.
-DETECTOR_DDL = f"""
-create schema if not exists audit;
-
-create or replace function audit.fold_width(value text) returns text
-language sql immutable parallel safe
-as $$
-    select case when octet_length(value) = length(value) then value
-                else translate(value, {_sql_literal(_FULL_WIDTH)}, {_sql_literal(_ASCII)}) end
-$$;
-
--- The screen: one pattern that every finding implies, given the ASCII-only names to add to it.
-create or replace function audit.screen_pattern(ascii_names text) returns text
-language sql immutable parallel safe
-as $$ select {_sql_literal(SCREEN_PATTERN)} || coalesce('|' || ascii_names, '') $$;
-
-create or replace function audit.has_mobile(value text) returns boolean
-language sql immutable parallel safe
-as $$ select value ~ {_sql_literal(MOBILE_PATTERN)} $$;
-
-create or replace function audit.has_email(value text) returns boolean
-language sql immutable parallel safe
-as $$ select value ~ {_sql_literal(EMAIL_PATTERN)} $$;
-
-create or replace function audit.resident_id_checksum_holds(id text) returns boolean
-language sql immutable strict parallel safe
-as $$
-    select substr({_sql_literal(RESIDENT_ID_CHECK_CHARACTERS)},
-                  sum(substr(id, position::integer, 1)::integer * weight)::integer % 11 + 1, 1)
-           = upper(substr(id, 18, 1))
-    from unnest(array{list(RESIDENT_ID_WEIGHTS)}) with ordinality as w (weight, position)
-$$;
-
-create or replace function audit.has_resident_id(value text) returns boolean
-language sql immutable strict parallel safe
-as $$
-    select exists (
-        select 1 from regexp_matches(value, {_sql_literal(RESIDENT_ID_PATTERN)}, 'g') as m
-        where audit.resident_id_checksum_holds(m[1] || m[2] || m[3])
-    )
-$$;
-
--- A name with a character beyond ASCII (every Chinese name) can only be in a value that has one.
-create or replace function audit.has_name(value text, ascii_names text, other_names text) returns boolean
-language sql immutable parallel safe
-as $$
-    select coalesce(value ~ ascii_names, false)
-        or coalesce(octet_length(value) > length(value) and value ~ other_names, false)
-$$;
-"""
-
-
-def install_detectors(url: WarehouseUrl) -> None:
-    """Create or replace the ``audit`` detector functions."""
-    with connect(url) as conn, conn.cursor() as cur:
-        # Two runs replacing the same function at once fail on its catalog row.
-        cur.execute("select pg_advisory_xact_lock(hashtext('tierhouse.privacy.deidentification'))")
-        cur.execute(DETECTOR_DDL)
 
 
 def _regex_escape(text: str) -> str:
@@ -353,6 +276,10 @@ def discover(url: WarehouseUrl, schemas: tuple[str, ...] | None = None) -> list[
 
 
 # -- the query --------------------------------------------------------------------------------
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -513,6 +440,16 @@ def _failures(result, relations: dict[str, ScannedRelation]) -> list[Expectation
     return failures
 
 
+def _require_detectors(url: WarehouseUrl) -> None:
+    """The gate needs only its detector functions, so it also scans a database that has just them."""
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("select to_regprocedure('audit.has_name(text, text, text)') is not null")
+        if not cur.fetchone()[0]:
+            raise WarehouseNotMigrated(
+                "the warehouse has no de-identification detectors (audit.has_*); run `tierhouse warehouse migrate`"
+            )
+
+
 def scan(
     url: WarehouseUrl,
     names: Iterable[str],
@@ -527,6 +464,7 @@ def scan(
     number of rows as ``observed``, or a relation that could not be read, ``observed`` starting
     with ``error:``.
     """
+    _require_detectors(url)  # before the import, which takes seconds
     import great_expectations as gx
 
     started = time.perf_counter()
@@ -539,7 +477,6 @@ def scan(
     scanned_columns = {f"{r.qualified}.{c.name}" for r in relations for c in r.columns}
     for column in sorted(set(exempt) - scanned_columns):
         log.warning("de-identification exemption for %s matches no scanned column", column)
-    install_detectors(url)
 
     sessions = _SessionsWithNames(url, patterns)
     suites: dict[str, ScannedRelation] = {}

@@ -21,6 +21,7 @@ from tierhouse.errors import TierhouseError
 from tierhouse.periods import CHINA
 from tierhouse.privacy.crypto import decrypt, encrypt, normalise_phone, pseudonymise
 from tierhouse.warehouse.connection import WarehouseUrl, connect
+from tierhouse.warehouse.migrate import require_migrated
 from tierhouse.warehouse.rows import fetch_dicts, to_json
 
 CORRECTABLE = {"customer_type", "name", "phone", "address"}
@@ -59,6 +60,7 @@ def read_personal_data(cur, member_id: str, requested_by: str, reason: str) -> l
 def customer_names(url: WarehouseUrl, requested_by: str, reason: str) -> list[str]:
     """Every customer's name, decrypted, read as steward (one access-log entry)."""
     with connect(url) as conn, conn.cursor() as cur:
+        require_migrated(cur)
         cur.execute("set local role steward")
         cur.execute("select ciphertext from pii.customer_names(%s, %s)", (requested_by, reason))
         tokens = [row[0] for row in cur.fetchall()]
@@ -99,6 +101,7 @@ def access(url: WarehouseUrl, member_id: str, requested_by: str, reason: str, ou
     ``grading_history`` is the customer's history as :func:`tierhouse.lifecycle.history.customer_history`
     reports it: the grade lifecycle sits above privacy, so the caller reads it."""
     with connect(url) as conn, conn.cursor() as cur:
+        require_migrated(cur)
         _latest_member_version(cur, member_id)
         request_id = _record(cur, "access", member_id, requested_by, reason, {"format": "json"})
         report = {
@@ -162,6 +165,7 @@ def correct(
         except ValueError:
             raise RequestError("not a mainland mobile number") from None
     with connect(url) as conn, conn.cursor() as cur:
+        require_migrated(cur)
         latest = _latest_member_version(cur, member_id)
         # personal values are never written to the audit tables, only that they changed
         details = {"field": field, **({"from": latest[field], "to": value} if field == "customer_type" else {})}
@@ -179,6 +183,7 @@ def withdraw_consent(
 ) -> str:
     """Art. 7: from ``effective_at`` (now) the customer is not graded; published lists stay."""
     with connect(url) as conn, conn.cursor() as cur:
+        require_migrated(cur)
         latest = _latest_member_version(cur, member_id)
         request_id = _record(cur, "consent_withdrawal", member_id, requested_by, reason, {"grading_consent": False})
         _new_member_version(cur, latest, request_id, {"grading_consent": False}, {}, effective_at)
@@ -221,6 +226,7 @@ def erase(url: WarehouseUrl, member_id: str, requested_by: str, reason: str) -> 
     pseudonymous history (grades, orders by key, reviews, appeals) stays: it identifies no one
     without the personal data, and auditors need it."""
     with connect(url) as conn, conn.cursor() as cur:
+        require_migrated(cur)
         _latest_member_version(cur, member_id)
         cur.execute("update pii.crm_members set name = null, phone = null, address = null where member_id = %s", (member_id,))
         members = cur.rowcount

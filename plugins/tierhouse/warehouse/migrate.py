@@ -1,0 +1,142 @@
+"""The warehouse's own schema, versioned: numbered SQL files applied in order by one step.
+
+Every object the Python code owns in the warehouse (the ``raw``, ``pii``, ``shop``, ``history``,
+``audit`` and ``published`` schemas, the de-identification detectors, the group roles) is
+created by a file in ``migrations/``, applied once by ``tierhouse warehouse migrate`` (the first
+task of every DAG, and the demo) and recorded in ``tierhouse_meta.schema_migrations``. dbt owns
+the rest. Nothing else runs DDL: a path that finds the warehouse behind fails with one line
+that says so (:func:`require_migrated`). ``migrations/README.md`` says why plain SQL files and
+how to add one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tierhouse.warehouse.connection import WarehouseError, WarehouseUrl, session
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+VERSION_TABLE = "tierhouse_meta.schema_migrations"
+_FILE_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
+
+_CREATE_VERSION_TABLE = f"""
+create schema if not exists tierhouse_meta;
+create table if not exists {VERSION_TABLE} (
+    version    integer     primary key,
+    name       text        not null,
+    checksum   text        not null,  -- sha256 of the file as it was applied
+    applied_at timestamptz not null default now(),
+    applied_by text        not null default session_user
+);
+"""
+
+
+class MigrationError(WarehouseError):
+    """A migration cannot be applied; the message says which and why."""
+
+
+class WarehouseNotMigrated(WarehouseError):
+    """The warehouse lacks migrations this code needs (or has ones it does not know)."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+    checksum: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.version:04d}_{self.name}"
+
+
+def migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """The migration files, oldest first; numbered 0001, 0002, ... without gaps or repeats (two
+    branches that both add the same number then fail here, not in the warehouse)."""
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILE_NAME.fullmatch(path.name)
+        if not match:
+            raise MigrationError(f"{path.name}: a migration file is named NNNN_lowercase_name.sql")
+        data = path.read_bytes()
+        found.append(Migration(int(match[1]), match[2], data.decode("utf-8"), hashlib.sha256(data).hexdigest()))
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise MigrationError(f"migrations in {directory} must be numbered 1, 2, 3, ... without gaps or repeats; found {versions}")
+    return found
+
+
+def _recorded(cur) -> dict[int, str]:
+    """Applied version -> the checksum it was applied with; empty before the first migration."""
+    cur.execute("select to_regclass(%s) is not null", (VERSION_TABLE,))
+    if not cur.fetchone()[0]:
+        return {}
+    cur.execute(f"select version, checksum from {VERSION_TABLE}")
+    return dict(cur.fetchall())
+
+
+def _unknown(known: list[Migration], recorded: dict[int, str]) -> str | None:
+    newer = sorted(set(recorded) - {m.version for m in known})
+    if newer:
+        return (
+            f"the warehouse has migration {newer[-1]:04d}, newer than this code's {len(known):04d}; run the code that applied it"
+        )
+    return None
+
+
+def require_migrated(cur) -> None:
+    """Raise :class:`WarehouseNotMigrated` unless the warehouse has exactly this code's migrations."""
+    known = migrations()
+    recorded = _recorded(cur)
+    problem = _unknown(known, recorded)
+    if problem:
+        raise WarehouseNotMigrated(problem)
+    if len(recorded) < len(known):
+        raise WarehouseNotMigrated(
+            f"the warehouse is at migration {len(recorded)} of {len(known)}; run `tierhouse warehouse migrate`"
+        )
+
+
+def _lock(cur) -> None:
+    # Per database, so two migrate runs on the same warehouse queue here; held to the commit.
+    cur.execute("select pg_advisory_xact_lock(hashtext('tierhouse.warehouse.migrate'))")
+
+
+def migrate(url: WarehouseUrl, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Apply the migrations the warehouse lacks, oldest first, each in its own transaction under
+    one advisory lock, and return them (none when it is up to date). An applied migration whose
+    file has changed since is refused, never run again."""
+    known = migrations(directory)
+    applied = []
+    with session(url) as conn:
+        with conn, conn.cursor() as cur:
+            _lock(cur)
+            cur.execute(_CREATE_VERSION_TABLE)
+            recorded = _recorded(cur)
+            problem = _unknown(known, recorded)
+            if problem:
+                raise MigrationError(problem)
+            for migration in known:
+                if migration.version in recorded and recorded[migration.version] != migration.checksum:
+                    raise MigrationError(
+                        f"migration {migration.label} was applied with checksum {recorded[migration.version][:12]}"
+                        f" but its file now has {migration.checksum[:12]}; never edit an applied migration, add a new one"
+                    )
+        for migration in known:
+            with conn, conn.cursor() as cur:
+                _lock(cur)
+                # another migrate run may have applied it while this one waited for the lock
+                cur.execute(f"select 1 from {VERSION_TABLE} where version = %s", (migration.version,))
+                if cur.fetchone():
+                    continue
+                cur.execute(migration.sql)
+                cur.execute(
+                    f"insert into {VERSION_TABLE} (version, name, checksum) values (%s, %s, %s)",
+                    (migration.version, migration.name, migration.checksum),
+                )
+            applied.append(migration)
+    return applied
