@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import query
+from tests.support import query
 from tierhouse.cli import main as cli_main
 from tierhouse.ingest import loaders, parsing
 from tierhouse.ingest.sources import ORDER_IMPORT
@@ -68,7 +68,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
     assert result.returncode != 0, result.stdout
     assert "Traceback" not in result.stderr, result.stderr
     (message,) = result.stderr.strip().splitlines()
-    assert message.startswith("tierhouse: error: ")
+    assert message.startswith("tierhouse: ")
     for fragment in fragments:
         assert fragment in message
     return message
@@ -338,4 +338,4 @@ def test_a_reconciliation_failure_is_one_line(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(cli_main, "_url", lambda: None)
     export = write_orders(tmp_path / "orders.csv", range(10))
     assert cli_main.main(["import-orders", str(export)]) == 2
-    assert capsys.readouterr().err == "tierhouse: error: orders.csv: read 10 rows, loaded 9 + quarantined 0\n"
+    assert capsys.readouterr().err == "tierhouse: orders.csv: read 10 rows, loaded 9 + quarantined 0\n"

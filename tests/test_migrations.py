@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from tests.conftest import query
+from tests.support import query
 from tierhouse.cli.main import main
 from tierhouse.grading import policy
 from tierhouse.ingest import loaders
@@ -185,7 +185,7 @@ def test_a_path_on_a_warehouse_behind_the_code_stops_with_one_clear_line(
     monkeypatch.setenv("WAREHOUSE_URL", empty_db.url())
     assert main(["history", "M000001"]) == 2
     assert capsys.readouterr().err == (
-        f"tierhouse: error: the warehouse is at migration 2 of {LATEST}; run `tierhouse warehouse migrate`\n"
+        f"tierhouse: the warehouse is at migration 2 of {LATEST}; run `tierhouse warehouse migrate`\n"
     )
 
 
