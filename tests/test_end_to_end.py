@@ -13,10 +13,10 @@ from tests.support import GradedWarehouse, query
 from tierhouse import settings
 from tierhouse.grading import policy, quality
 from tierhouse.grading.explain import explain
+from tierhouse.grading.summary import tier_summary
 from tierhouse.grading.transform import run_dbt
 from tierhouse.ingest.loaders import load_report
-from tierhouse.lifecycle import appeals, history, regrade, review
-from tierhouse.lifecycle.publish import tier_summary
+from tierhouse.lifecycle import appeals, history, publish, regrade, review
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.local_airflow import dags_test, task_states
 from tierhouse.periods import CHINA, parse_period
@@ -239,7 +239,7 @@ def test_republishing_the_same_inputs_reproduces_the_same_snapshot_hash(graded_w
         "select snapshot_hash from history.grading_runs where policy = %s and period_month = %s and list_kind = 'initial'",
         (P1, period),
     )
-    outcome = history.publish_initial_list(graded_warehouse.url, P1, period, "rerun")
+    outcome = publish.publish_initial_list(graded_warehouse.url, P1, period, "rerun")
     assert (outcome.status, outcome.snapshot_hash) == ("unchanged", published_hash)
 
 
@@ -259,7 +259,7 @@ def test_late_changes_to_a_published_month_become_a_restatement_candidate(graded
             "update marts.fct_customer_tiers set tier = 'potential' where policy = %s and customer_key = %s and period_month = %s",
             (P1, customer, period),
         )
-        outcome = history.publish_initial_list(url, P1, period, "late-data-run")
+        outcome = publish.publish_initial_list(url, P1, period, "late-data-run")
         assert outcome.status == "restatement_candidate"
         assert query(url, "select changed_customers, airflow_run_id from history.restatement_candidates") == [
             (1, "late-data-run")

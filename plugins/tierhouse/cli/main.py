@@ -6,23 +6,17 @@ import argparse
 import json
 import os
 import sys
-import time
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tierhouse import settings
+from tierhouse.devtools.demo import DEMO_DATA_END, DEMO_PERIOD
 from tierhouse.errors import TierhouseError
 from tierhouse.periods import parse_period
 
 if TYPE_CHECKING:
-    from tierhouse.warehouse.connection import WarehouseUrl
-
-#: The generator's default end: data runs through October 2026, so October is the demo period.
-DEMO_DATA_END = date(2026, 11, 1)
-DEMO_PERIOD = "2026-10"
-DEMO_QUARTER_END = "2026-09"
-DEMO_BACKFILL = {"start": "2026-07", "end": DEMO_PERIOD}
+    pass
 
 
 class UsageError(TierhouseError, ValueError):
@@ -59,20 +53,11 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
         url = resolve_url(start_embedded=False)
         print(url.url() if args.show_password else url.redacted())
     elif args.action == "migrate":
-        for line in _migrate(_url()):
+        from tierhouse.warehouse.migrate import migrate_and_report
+
+        for line in migrate_and_report(_url()):
             print(line)
     return 0
-
-
-def _migrate(url: WarehouseUrl) -> list[str]:
-    """Apply the warehouse migrations it lacks; what was applied, and where the warehouse is now."""
-    from tierhouse.warehouse.migrate import migrate, migrations
-
-    applied = migrate(url)
-    total = len(migrations())
-    return [f"applied migration {m.label}" for m in applied] + [
-        f"the warehouse is at migration {total} of {total}" + ("" if applied else "; nothing to apply")
-    ]
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -151,7 +136,7 @@ def cmd_run_dag(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from tierhouse.lifecycle.publish import format_summary, tier_summary
+    from tierhouse.grading.summary import format_summary, tier_summary
 
     period_month = parse_period(args.period)
     rows = tier_summary(_url(), args.policy, period_month)
@@ -256,110 +241,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Warehouse (migrated), sample data, the DAGs for real, then the tier summary."""
-    from tierhouse.devtools.generate import generate
-    from tierhouse.grading.policy import NO_TIER
-    from tierhouse.ingest.loaders import format_load_report, load_report, seed_shop_database
-    from tierhouse.lifecycle.appeals import answer_appeal, appeal_states, file_appeal
-    from tierhouse.lifecycle.history import customer_history, format_history, format_lists
-    from tierhouse.lifecycle.publish import format_summary, tier_summary
-    from tierhouse.lifecycle.review import add_review, review_window
-    from tierhouse.orchestration.local_airflow import LocalAirflow, dags_test
-    from tierhouse.privacy.access import format_role_check
-    from tierhouse.warehouse.connection import connect
+    from tierhouse.devtools.demo import run_demo
 
-    started = time.monotonic()
-    url = _url()
-    print(f"[demo] warehouse {url.redacted()}")
-    for line in _migrate(url):
-        print(f"[demo] {line}")
-    data_dir = settings.DATA_DIR
-    wanted = {"customers": args.customers, "months": args.months, "seed": args.seed, "end": DEMO_DATA_END.isoformat()}
-    marker = data_dir / ".generated.json"
-    if marker.exists() and json.loads(marker.read_text()) == wanted:
-        print(f"[demo] sample data in {data_dir} already generated with {wanted}")
-    else:
-        counts = generate(data_dir, args.customers, args.months, args.seed, DEMO_DATA_END)
-        marker.write_text(json.dumps(wanted))
-        print(f"[demo] generated {counts}")
-    print(f"[demo] shop database holds {seed_shop_database(url, data_dir / 'shop')} online orders")
-
-    airflow = LocalAirflow(url)
-
-    def run(dag_id: str, logical_date: str | None = None, conf: dict | None = None) -> bool:
-        print(f"[demo] airflow dags test {dag_id} {logical_date or ''} {json.dumps(conf) if conf else ''}", flush=True)
-        result = dags_test(airflow, dag_id, logical_date, conf, echo=args.verbose)
-        print(f"[demo] {dag_id}: {result.state} (run {result.run_id})")
-        if not result.succeeded:
-            print(result.output[-8000:])
-        return result.succeeded
-
-    # The ingest run for 2 Nov loads the business day of 1 Nov, which completes October; the
-    # backfill then grades July to October in order (P2 and P3 list September, a quarter end).
-    if not (run("tierhouse_ingest", "2026-11-02") and run("tierhouse_backfill", conf=DEMO_BACKFILL)):
-        return 1
-    print()
-    print(format_load_report(load_report(url)))
-
-    # The review and the appeal are recorded once: a second demo in the same warehouse reports
-    # what the first recorded (the product refuses a review of a confirmed list, rightly). Both
-    # customers come from the initial list, which no later list changes.
-    p1, october = "highend_flower", parse_period(DEMO_PERIOD)
-    with connect(url) as conn, conn.cursor() as cur:
-        cur.execute(
-            "select min(s.customer_key) filter (where s.tier = %s), min(s.customer_key) filter (where s.tier = 'potential')"
-            " from history.tier_snapshots as s join history.grading_runs as r using (run_id)"
-            " where r.policy = %s and r.period_month = %s and r.list_kind = 'initial'",
-            (NO_TIER, p1, october),
-        )
-        reviewed, appellant = cur.fetchone()
-        cur.execute(
-            "select exists (select 1 from history.reviews where policy = %s and period_month = %s and customer_key = %s)",
-            (p1, october, reviewed),
-        )
-        (review_recorded,) = cur.fetchone()
-    if review_recorded:
-        print(f"\n[demo] review: {reviewed} none -> potential on the {DEMO_PERIOD} initial list, recorded before (Art. 8)")
-    else:
-        add_review(
-            url, p1, october, reviewed, "potential", "Demo Reviewer", "wedding season pipeline confirmed by the store manager"
-        )
-        print(f"\n[demo] review: {reviewed} none -> potential on the {DEMO_PERIOD} initial list (Art. 8)")
-    # The review window is 5 mainland-China working days from the initial list; the review DAG is
-    # run as of the day after it closes, which confirms every list published above.
-    _, deadline = review_window(url, p1, october)
-    if not run("tierhouse_review", (deadline + timedelta(days=1)).isoformat()):
-        return 1
-    if not run("tierhouse_quarterly", conf={"quarter_end": DEMO_QUARTER_END}):
-        return 1
-    filed = next((a for a in appeal_states(url) if (a.policy, a.period_month, a.customer_key) == (p1, october, appellant)), None)
-    appeal_id, due_on = (filed.appeal_id, filed.due_on) if filed else file_appeal(
-        url, p1, october, appellant, "customer says a wedding order booked as a guest checkout is missing", "Demo Service Desk"
-    )  # fmt: skip
-    if filed and filed.outcome:
-        print(f"[demo] appeal {appeal_id[:8]}: {appellant} on the {DEMO_PERIOD} list, answered before ({filed.outcome})")
-    else:
-        answer_appeal(
-            url, appeal_id, "Demo Service Lead",
-            "guest-checkout order matched to the member by phone; spend and frequency meet the high tier", new_tier="high",
-        )  # fmt: skip
-        print(f"[demo] appeal {appeal_id[:8]}: {appellant} potential -> high on the {DEMO_PERIOD} list, answered before {due_on}")
-    if not run("tierhouse_appeals", datetime.now().strftime("%Y-%m-%d")):
-        return 1
-
-    for policy, period in (
-        (p1, DEMO_QUARTER_END), (p1, DEMO_PERIOD), ("service_levels", DEMO_QUARTER_END), ("abcd", DEMO_QUARTER_END)
-    ):  # fmt: skip
-        print()
-        print(format_summary(policy, parse_period(period), tier_summary(url, policy, parse_period(period))))
-    print()
-    print(format_lists(url))
-    print()
-    print(format_role_check(url))
-    print()
-    print(format_history(appellant, customer_history(url, appellant)))
-    print(f"\n[demo] done in {time.monotonic() - started:.0f} s")
-    return 0
+    return run_demo(_url(), args.customers, args.months, args.seed, verbose=args.verbose)
 
 
 def build_parser() -> argparse.ArgumentParser:

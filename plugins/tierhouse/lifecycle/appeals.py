@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from tierhouse.errors import TierhouseError
 from tierhouse.grading.policy import Policy, discover, newest
-from tierhouse.lifecycle import history
+from tierhouse.lifecycle import publish
 from tierhouse.lifecycle.workdays import policy_deadline
 from tierhouse.periods import CHINA, TIMEZONE
 from tierhouse.warehouse.connection import WarehouseUrl, connect
@@ -74,7 +74,7 @@ def file_appeal(
         raise AppealError(f"{policy} has no appeal step in its calendar")
     with connect(url) as conn, conn.cursor() as cur:
         require_migrated(cur)
-        current = history.current_run(cur, policy, period_month)
+        current = publish.current_run(cur, policy, period_month)
         if current is None:
             raise AppealError(f"no list of {policy} for {period_month:%Y-%m}")
         cur.execute("select 1 from history.tier_snapshots where run_id = %s and customer_key = %s", (current[0], customer_key))
@@ -112,7 +112,7 @@ def grading_basis(cur, policy: str, period_month: date, customer_key: str) -> li
 def answer_appeal(
     url: WarehouseUrl, appeal_id: str, answered_by: str, basis: str, new_tier: str | None = None,
     airflow_run_id: str | None = None, answered_at: datetime | None = None,
-) -> history.PublishOutcome | None:  # fmt: skip
+) -> publish.PublishOutcome | None:  # fmt: skip
     """Answer an appeal with its basis: upheld (``new_tier`` None or unchanged) or corrected,
     which records and publishes an ``appeal`` list for the period with the customer's new tier."""
     answered_at = answered_at or datetime.now(CHINA)
@@ -134,11 +134,11 @@ def answer_appeal(
         if answered:
             raise AppealError(f"appeal {appeal_id} is already answered")
         cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"publish:{policy}:{period_month}",))
-        current = history.current_run(cur, policy, period_month)
+        current = publish.current_run(cur, policy, period_month)
         if current is None:  # an appeal is only recorded against an existing list
             raise AppealError(f"no list of {policy} for {period_month:%Y-%m}")
         base_id, base_kind = current
-        rows = history.snapshot_rows(cur, base_id)
+        rows = publish.snapshot_rows(cur, base_id)
         current_tier = rows[customer_key][1]
         cur.execute("select policy_version, policy_sha256, snapshot_hash from history.grading_runs where run_id = %s", (base_id,))
         version, policy_sha, base_hash = cur.fetchone()
@@ -160,15 +160,15 @@ def answer_appeal(
             row = rows[customer_key]
             row[1], row[2], row[3] = new_tier, tiers[new_tier], f"appeal answered by {answered_by.strip()}: {basis.strip()}"
             snapshot = [tuple(r) for r in rows.values()]
-            fingerprint = history.digest([(base_hash, appeal_id)])
-            run_id, snapshot_hash = history.record_run(
+            fingerprint = publish.digest([(base_hash, appeal_id)])
+            run_id, snapshot_hash = publish.record_run(
                 cur, policy, version, period_month, "appeal", airflow_run_id, policy_sha, fingerprint, snapshot
             )
-            history.record_changes(
+            publish.record_changes(
                 cur, run_id, "art9_appeal", [(customer_key, current_tier, new_tier, {"appeal_id": appeal_id, "basis": basis})]
             )
-            history.publish_run(cur, run_id)
-            published = history.PublishOutcome(run_id, "published", len(snapshot), snapshot_hash)
+            publish.publish_run(cur, run_id)
+            published = publish.PublishOutcome(run_id, "published", len(snapshot), snapshot_hash)
         cur.execute(
             "insert into history.appeal_answers (appeal_id, answered_by, outcome, tier_before, tier_after, basis, evidence,"
             " run_id, answered_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",

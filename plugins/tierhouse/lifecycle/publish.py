@@ -1,50 +1,218 @@
-"""The tier summary of ``published.customer_tiers``, the table BI tools read (warehouse
-migration ``0003_history_and_published``). Lists are recorded and published together by
-:mod:`tierhouse.lifecycle.history`; periods are parsed by :mod:`tierhouse.periods`."""
+"""Recording and publishing lists: the grading history auditors rely on, append-only and reproducible.
+
+Every list that is published (the month-end initial list today; confirmed, quarterly and
+appeal lists build on the same tables) is recorded as a run with its policy version, the
+Airflow run, the code version, a fingerprint of the exact inputs and a hash of the exact
+result, and one snapshot row per customer. Nothing here is ever updated or deleted: triggers
+refuse it. A list already published for a period is never replaced: different results for it
+(late data) are recorded as a restatement candidate for a person to decide on. The tables and
+their triggers are warehouse migration ``0003_history_and_published``.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
+import uuid
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from tierhouse import settings
+from tierhouse.errors import TierhouseError
 from tierhouse.warehouse.connection import WarehouseUrl, connect
+from tierhouse.warehouse.migrate import require_migrated
+from tierhouse.warehouse.rows import to_json
+
+SNAPSHOT_COLUMNS = (
+    "customer_key", "tier", "tier_rank", "decided_by", "composite_score",
+    "consumption_attribute", "demand_feature", "cooperation_feature",
+)  # fmt: skip
+
+
+def _canonical(value: object) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    return str(value)
+
+
+def digest(rows: list[tuple]) -> str:
+    """SHA-256 over rows in a canonical text form: equal data, equal hash, on any machine."""
+    sha = hashlib.sha256()
+    for row in rows:
+        sha.update(("\t".join(_canonical(v) for v in row) + "\n").encode())
+    return sha.hexdigest()
+
+
+def code_version() -> str:
+    """The git commit of the running code, or what the deployment says it is."""
+    import os
+
+    if os.environ.get("TIERHOUSE_CODE_VERSION"):
+        return os.environ["TIERHOUSE_CODE_VERSION"]
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=settings.PROJECT_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+class PublishError(TierhouseError, RuntimeError):
+    """The candidate list cannot be published: dbt built no rows for it, or mixed policy versions."""
 
 
 @dataclass(frozen=True)
-class TierSummaryRow:
-    tier: str
-    tier_label: str
-    customers: int
-    share: Decimal
-    avg_spend: Decimal
+class PublishOutcome:
+    run_id: str
+    status: str  # published | unchanged | restatement_candidate
+    rows: int
+    snapshot_hash: str
 
 
-def tier_summary(url: WarehouseUrl, policy: str, period_month: date) -> list[TierSummaryRow]:
+def publish_initial_list(url: WarehouseUrl, policy: str, period_month: date, airflow_run_id: str | None = None) -> PublishOutcome:
+    """Record the period's initial list and publish it, in one transaction — once.
+
+    Rerunning a period with the same inputs changes nothing; different results for a period
+    already published become a restatement candidate and the published list stays as it was.
+    """
     with connect(url) as conn, conn.cursor() as cur:
+        require_migrated(cur)
+        cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"publish:{policy}:{period_month}",))
         cur.execute(
-            """
-            select p.tier, coalesce(p.tier_label, p.tier), count(*),
-                   round(count(*)::numeric / sum(count(*)) over (), 4),
-                   round(avg(f.spend), 2)
-            from published.customer_tiers as p
-            left join marts.fct_customer_features as f
-                on f.policy = p.policy and f.policy_version = p.policy_version
-                and f.period_month = p.period_month and f.customer_key = p.customer_key
-            where p.policy = %s and p.period_month = %s
-            group by p.tier, p.tier_rank, coalesce(p.tier_label, p.tier)
-            order by p.tier_rank
-            """,
+            f"select policy_version, {', '.join(SNAPSHOT_COLUMNS)}, dbt_invocation_id from marts.fct_customer_tiers"
+            " where policy = %s and period_month = %s order by customer_key",
             (policy, period_month),
         )
-        return [TierSummaryRow(*row) for row in cur.fetchall()]
+        rows = cur.fetchall()
+        candidate = [row[:-1] for row in rows]
+        dbt_invocation_id = rows[0][-1] if rows else None
+        if not candidate:
+            raise PublishError(f"nothing to publish for {policy} {period_month:%Y-%m}: marts.fct_customer_tiers has no rows")
+        versions = {row[0] for row in candidate}
+        if len(versions) != 1:
+            raise PublishError(f"{policy} {period_month:%Y-%m} mixes policy versions {sorted(versions)}")
+        (version,) = versions
+        snapshot = [row[1:] for row in candidate]
+        snapshot_hash = digest(snapshot)
+        cur.execute("select sha256 from raw.policy_versions where policy = %s and version = %s", (policy, version))
+        policy_sha = cur.fetchone()[0]
+        cur.execute(
+            "select * from marts.fct_customer_features where policy = %s and period_month = %s order by customer_period_id",
+            (policy, period_month),
+        )
+        input_fingerprint = digest([(policy_sha,), *cur.fetchall()])
+
+        cur.execute(
+            "select run_id, snapshot_hash from history.grading_runs"
+            " where policy = %s and policy_version = %s and period_month = %s and list_kind = 'initial'",
+            (policy, version, period_month),
+        )
+        existing = cur.fetchone()
+        if existing and existing[1] == snapshot_hash:
+            return PublishOutcome(str(existing[0]), "unchanged", len(snapshot), snapshot_hash)
+        if existing:
+            record_restatement(cur, str(existing[0]), input_fingerprint, snapshot_hash, snapshot, airflow_run_id)
+            return PublishOutcome(str(existing[0]), "restatement_candidate", len(snapshot), snapshot_hash)
+
+        run_id, _ = record_run(
+            cur, policy, version, period_month, "initial", airflow_run_id, policy_sha, input_fingerprint, snapshot,
+            dbt_invocation_id,
+        )  # fmt: skip
+        publish_run(cur, run_id)
+        return PublishOutcome(run_id, "published", len(snapshot), snapshot_hash)
 
 
-def format_summary(policy: str, period_month: date, rows: list[TierSummaryRow]) -> str:
-    header = f"{'tier':<10} {'label':<8} {'customers':>9} {'share':>7} {'avg spend (CNY)':>16}"
-    lines = [f"Tier summary — policy {policy}, period {period_month:%Y-%m}", header, "-" * len(header)]
-    for row in rows:
-        lines.append(f"{row.tier:<10} {row.tier_label:<8} {row.customers:>9} {row.share:>7.1%} {row.avg_spend:>16,.2f}")
-    total = sum(r.customers for r in rows)
-    lines.append(f"{'total':<10} {'':<8} {total:>9}")
-    return "\n".join(lines)
+def record_restatement(
+    cur, published_run_id: str, input_fingerprint: str, snapshot_hash: str, snapshot: list[tuple], airflow_run_id: str | None
+) -> str:
+    """Different results for a list already recorded: kept for a person to decide on, never applied."""
+    cur.execute("select customer_key, tier from history.tier_snapshots where run_id = %s", (published_run_id,))
+    published = dict(cur.fetchall())
+    changed = sum(1 for row in snapshot if published.get(row[0]) != row[1]) + len(set(published) - {r[0] for r in snapshot})
+    candidate_id = str(uuid.uuid4())
+    cur.execute(
+        "insert into history.restatement_candidates (candidate_id, published_run_id, input_fingerprint, snapshot_hash,"
+        " changed_customers, airflow_run_id) values (%s, %s, %s, %s, %s, %s)",
+        (candidate_id, published_run_id, input_fingerprint, snapshot_hash, changed, airflow_run_id),
+    )
+    return candidate_id
+
+
+def record_run(
+    cur,
+    policy: str,
+    version: int,
+    period_month: date,
+    list_kind: str,
+    airflow_run_id: str | None,
+    policy_sha: str,
+    input_fingerprint: str,
+    snapshot: list[tuple],
+    dbt_invocation_id: str | None = None,
+) -> tuple[str, str]:
+    """Record one list (the dbt invocation that built its inputs, when dbt built them)."""
+    run_id, snapshot_hash = str(uuid.uuid4()), digest(snapshot)
+    cur.execute(
+        "insert into history.grading_runs (run_id, policy, policy_version, period_month, list_kind, airflow_run_id,"
+        " dbt_invocation_id, code_version, policy_sha256, input_fingerprint, snapshot_hash, row_count)"
+        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (run_id, policy, version, period_month, list_kind, airflow_run_id, dbt_invocation_id, code_version(), policy_sha,
+         input_fingerprint, snapshot_hash, len(snapshot)),
+    )  # fmt: skip
+    cur.executemany(
+        f"insert into history.tier_snapshots (run_id, {', '.join(SNAPSHOT_COLUMNS)})"
+        f" values (%s, {', '.join(['%s'] * len(SNAPSHOT_COLUMNS))})",
+        [(run_id, *row) for row in snapshot],
+    )
+    return run_id, snapshot_hash
+
+
+def publish_run(cur, run_id: str) -> None:
+    """Make a recorded run the published list of its policy and period (inside the caller's transaction)."""
+    cur.execute("select policy, period_month from history.grading_runs where run_id = %s", (run_id,))
+    policy, period_month = cur.fetchone()
+    cur.execute("delete from published.customer_tiers where policy = %s and period_month = %s", (policy, period_month))
+    cur.execute(
+        f"""
+        insert into published.customer_tiers
+            (policy, policy_version, period_month, list_kind, tier_label, {", ".join(SNAPSHOT_COLUMNS)}, airflow_run_id)
+        select r.policy, r.policy_version, r.period_month, r.list_kind, t.tier_label, {", ".join("s." + c for c in SNAPSHOT_COLUMNS)},
+               r.airflow_run_id
+        from history.tier_snapshots as s
+        join history.grading_runs as r using (run_id)
+        left join marts.dim_policy_tiers as t
+            on t.policy = r.policy and t.policy_version = r.policy_version and t.tier = s.tier
+        where s.run_id = %s
+        """,
+        (run_id,),
+    )
+
+
+def current_run(cur, policy: str, period_month: date) -> tuple[str, str] | None:
+    """The run whose list is published for the policy and period (the newest one), with its kind."""
+    cur.execute(
+        "select run_id, list_kind from history.grading_runs where policy = %s and period_month = %s"
+        " order by created_at desc, run_id limit 1",
+        (policy, period_month),
+    )
+    row = cur.fetchone()
+    return (str(row[0]), row[1]) if row else None
+
+
+def snapshot_rows(cur, run_id: str) -> dict[str, list]:
+    """A recorded list, customer key to its snapshot columns (mutable, for a derived list)."""
+    cur.execute(
+        f"select {', '.join(SNAPSHOT_COLUMNS)} from history.tier_snapshots where run_id = %s order by customer_key", (run_id,)
+    )
+    return {row[0]: list(row) for row in cur.fetchall()}
+
+
+def record_changes(cur, run_id: str, rule: str, changes: list[tuple[str, str, str, dict]]) -> None:
+    """One tier_changes row per customer whose tier a derived list changed: from, to, rule, evidence."""
+    cur.executemany(
+        "insert into history.tier_changes (run_id, customer_key, from_tier, to_tier, rule, evidence) values (%s, %s, %s, %s, %s, %s)",
+        [(run_id, key, old, new, rule, to_json(evidence)) for key, old, new, evidence in changes],
+    )

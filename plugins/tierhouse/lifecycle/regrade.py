@@ -14,7 +14,7 @@ from datetime import date
 
 from tierhouse.errors import TierhouseError
 from tierhouse.grading.policy import Policy, UnknownPolicy, discover
-from tierhouse.lifecycle import history
+from tierhouse.lifecycle import publish
 from tierhouse.lifecycle.review import has_review
 from tierhouse.periods import PeriodError, is_quarter_end
 from tierhouse.warehouse.connection import WarehouseUrl, connect
@@ -44,7 +44,7 @@ def regraded_policies(policies: list[Policy] | None = None) -> list[Policy]:
 def base_run(cur, graded_policy: Policy, period_month: date) -> tuple[str, str]:
     """The list the re-grade starts from: the newest list of the month, which must be the confirmed
     one (or a later appeal list) when the policy reviews its lists first."""
-    current = history.current_run(cur, graded_policy.name, period_month)
+    current = publish.current_run(cur, graded_policy.name, period_month)
     if current is None:
         raise RegradeNotReady(f"no list of {graded_policy.name} for {period_month:%Y-%m} yet")
     if has_review(graded_policy) and current[1] == "initial":
@@ -74,7 +74,7 @@ def _policy(name: str) -> Policy:
 
 def regrade_quarter(
     url: WarehouseUrl, policy_name: str, period_month: date, airflow_run_id: str | None = None
-) -> history.PublishOutcome:
+) -> publish.PublishOutcome:
     """Record and publish the quarterly list for the quarter ending with ``period_month`` — once.
 
     A rerun with the same base list and signals changes nothing; different results for a quarter
@@ -93,7 +93,7 @@ def regrade_quarter(
         )
         existing = cur.fetchone()
         base_id, base_kind = _existing_base(cur, existing[0]) if existing else base_run(cur, graded_policy, period_month)
-        rows = history.snapshot_rows(cur, base_id)
+        rows = publish.snapshot_rows(cur, base_id)
         cur.execute(
             f"select customer_key, rule, from_tier, to_tier, {', '.join(_EVIDENCE)} from marts.fct_regrade_signals"
             " where policy = %s and policy_version = %s and period_month = %s and rule_holds order by customer_key, rule",
@@ -112,28 +112,28 @@ def regrade_quarter(
         snapshot = [tuple(row) for row in rows.values()]
         cur.execute("select snapshot_hash, policy_sha256 from history.grading_runs where run_id = %s", (base_id,))
         base_hash, policy_sha = cur.fetchone()
-        fingerprint = history.digest([(base_hash, policy_sha), *signals])
-        snapshot_hash = history.digest(snapshot)
+        fingerprint = publish.digest([(base_hash, policy_sha), *signals])
+        snapshot_hash = publish.digest(snapshot)
         if existing and existing[1] == snapshot_hash:
-            return history.PublishOutcome(str(existing[0]), "unchanged", len(snapshot), snapshot_hash)
+            return publish.PublishOutcome(str(existing[0]), "unchanged", len(snapshot), snapshot_hash)
         if existing:
-            history.record_restatement(cur, str(existing[0]), fingerprint, snapshot_hash, snapshot, airflow_run_id)
-            return history.PublishOutcome(str(existing[0]), "restatement_candidate", len(snapshot), snapshot_hash)
+            publish.record_restatement(cur, str(existing[0]), fingerprint, snapshot_hash, snapshot, airflow_run_id)
+            return publish.PublishOutcome(str(existing[0]), "restatement_candidate", len(snapshot), snapshot_hash)
         cur.execute(
             "select max(dbt_invocation_id) from marts.fct_regrade_signals where policy = %s and period_month = %s",
             (policy_name, period_month),
         )
         (dbt_invocation_id,) = cur.fetchone()
-        run_id, _ = history.record_run(
+        run_id, _ = publish.record_run(
             cur, policy_name, graded_policy.version, period_month, "quarterly", airflow_run_id, policy_sha, fingerprint, snapshot,
             dbt_invocation_id,
         )  # fmt: skip
-        history.record_changes(
+        publish.record_changes(
             cur, run_id, "art9_quarterly", [(k, f, t, {**e, "base_list": base_kind}) for k, f, t, e in changes]
         )
-        history.publish_run(cur, run_id)
+        publish.publish_run(cur, run_id)
         log.info("%s %s quarterly list: %d of %d customers moved", policy_name, period_month, len(changes), len(snapshot))
-        return history.PublishOutcome(run_id, "published", len(snapshot), snapshot_hash)
+        return publish.PublishOutcome(run_id, "published", len(snapshot), snapshot_hash)
 
 
 def _existing_base(cur, quarterly_run_id) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from datetime import date, datetime
 
 from tierhouse.errors import TierhouseError
 from tierhouse.grading.policy import Policy, discover
-from tierhouse.lifecycle import history
+from tierhouse.lifecycle import publish
 from tierhouse.lifecycle.workdays import policy_deadline
 from tierhouse.periods import CHINA
 from tierhouse.warehouse.connection import WarehouseUrl, connect
@@ -132,7 +132,7 @@ def add_review(
         return review_id
 
 
-def confirm_due_lists(url: WarehouseUrl, today: date, airflow_run_id: str | None = None) -> list[history.PublishOutcome]:
+def confirm_due_lists(url: WarehouseUrl, today: date, airflow_run_id: str | None = None) -> list[publish.PublishOutcome]:
     """Confirm and publish every initial list whose review window closed before ``today``."""
     outcomes = []
     with connect(url) as conn, conn.cursor() as cur:
@@ -145,8 +145,8 @@ def confirm_due_lists(url: WarehouseUrl, today: date, airflow_run_id: str | None
     return outcomes
 
 
-def _confirm(cur, initial: InitialList, airflow_run_id: str | None) -> history.PublishOutcome:
-    rows = history.snapshot_rows(cur, initial.run_id)
+def _confirm(cur, initial: InitialList, airflow_run_id: str | None) -> publish.PublishOutcome:
+    rows = publish.snapshot_rows(cur, initial.run_id)
     cur.execute(
         """
         select distinct on (customer_key) review_id, customer_key, reviewer, new_tier, reason, created_at
@@ -174,8 +174,8 @@ def _confirm(cur, initial: InitialList, airflow_run_id: str | None) -> history.P
     snapshot = [tuple(row) for row in rows.values()]
     cur.execute("select input_fingerprint, policy_sha256 from history.grading_runs where run_id = %s", (initial.run_id,))
     initial_fingerprint, policy_sha = cur.fetchone()
-    fingerprint = history.digest([(initial_fingerprint,), *[tuple(str(v) for v in r) for r in reviews]])
-    run_id, snapshot_hash = history.record_run(
+    fingerprint = publish.digest([(initial_fingerprint,), *[tuple(str(v) for v in r) for r in reviews]])
+    run_id, snapshot_hash = publish.record_run(
         cur,
         initial.policy.name,
         initial.policy.version,
@@ -186,6 +186,6 @@ def _confirm(cur, initial: InitialList, airflow_run_id: str | None) -> history.P
         fingerprint,
         snapshot,
     )
-    history.record_changes(cur, run_id, "art8_review", changes)
-    history.publish_run(cur, run_id)
-    return history.PublishOutcome(run_id, "confirmed", len(snapshot), snapshot_hash)
+    publish.record_changes(cur, run_id, "art8_review", changes)
+    publish.publish_run(cur, run_id)
+    return publish.PublishOutcome(run_id, "confirmed", len(snapshot), snapshot_hash)

@@ -142,20 +142,20 @@ def audit_drift(url: WarehouseUrl, policy: str, period_month: date, tiers: list[
 
 
 def publish_tiers(policy: str, period: str, run_id: str | None) -> dict:
-    """Record and publish the period's initial list (once; see tierhouse.lifecycle.history)."""
-    from tierhouse.lifecycle import history
+    """Record and publish the period's initial list (once; see tierhouse.lifecycle.publish)."""
+    from tierhouse.lifecycle import publish
 
-    outcome = history.publish_initial_list(warehouse_url(), policy, parse_period(period), run_id)
+    outcome = publish.publish_initial_list(warehouse_url(), policy, parse_period(period), run_id)
     if outcome.status == "restatement_candidate":
         log.warning("%s %s: results differ from the published list; recorded as a restatement candidate", policy, period)
     return outcome.__dict__
 
 
 def summarise_tiers(policy: str, period: str) -> str:
-    from tierhouse.lifecycle import publish
+    from tierhouse.grading import summary
 
     period_month = parse_period(period)
-    text = publish.format_summary(policy, period_month, publish.tier_summary(warehouse_url(), policy, period_month))
+    text = summary.format_summary(policy, period_month, summary.tier_summary(warehouse_url(), policy, period_month))
     log.info("\n%s", text)
     return text
 

@@ -140,3 +140,12 @@ def migrate(url: WarehouseUrl, directory: Path = MIGRATIONS_DIR) -> list[Migrati
                 )
             applied.append(migration)
     return applied
+
+
+def migrate_and_report(url: WarehouseUrl) -> list[str]:
+    """Apply the migrations the warehouse lacks; one line per migration applied, and where it is now."""
+    applied = migrate(url)
+    total = len(migrations())
+    return [f"applied migration {m.label}" for m in applied] + [
+        f"the warehouse is at migration {total} of {total}" + ("" if applied else "; nothing to apply")
+    ]
