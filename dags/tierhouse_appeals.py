@@ -7,9 +7,8 @@ from __future__ import annotations
 from airflow.sdk import CronTriggerTimetable, chain, dag, task
 
 from tierhouse.orchestration import pipeline
-from tierhouse.orchestration.chains import migrate_warehouse
 from tierhouse.orchestration.defaults import DAG_SETTINGS
-from tierhouse.orchestration.tasks import run_day
+from tierhouse.orchestration.tasks import migrate_warehouse, run_day
 from tierhouse.periods import TIMEZONE
 
 

@@ -10,8 +10,9 @@ from airflow.sdk import Param, chain, dag, task
 
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import PUBLISHED_TIERS
-from tierhouse.orchestration.chains import build_and_deidentify, migrate_warehouse
+from tierhouse.orchestration.chains import build_and_deidentify
 from tierhouse.orchestration.defaults import DAG_SETTINGS, GRADED_POLICIES
+from tierhouse.orchestration.tasks import migrate_warehouse
 
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
 

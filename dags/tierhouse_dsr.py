@@ -9,8 +9,8 @@ from __future__ import annotations
 from airflow.sdk import Param, chain, dag, task
 
 from tierhouse.orchestration import pipeline
-from tierhouse.orchestration.chains import migrate_warehouse
 from tierhouse.orchestration.defaults import DAG_SETTINGS
+from tierhouse.orchestration.tasks import migrate_warehouse
 
 DSR_KINDS = ["access", "correction", "consent_withdrawal", "erasure"]
 

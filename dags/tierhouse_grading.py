@@ -9,9 +9,9 @@ from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, Param, c
 
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import PUBLISHED_TIERS, RAW_SALES
-from tierhouse.orchestration.chains import build_and_deidentify, migrate_warehouse
+from tierhouse.orchestration.chains import build_and_deidentify
 from tierhouse.orchestration.defaults import DAG_SETTINGS, GRADED_POLICIES
-from tierhouse.orchestration.tasks import interval_start, summarise_tiers
+from tierhouse.orchestration.tasks import interval_start, migrate_warehouse, summarise_tiers
 from tierhouse.periods import TIMEZONE
 
 

@@ -10,9 +10,8 @@ from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
 from tierhouse.ingest.sources import SOURCES
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import RAW_SALES
-from tierhouse.orchestration.chains import migrate_warehouse
 from tierhouse.orchestration.defaults import DAG_SETTINGS
-from tierhouse.orchestration.tasks import run_day
+from tierhouse.orchestration.tasks import apply_access_controls, migrate_warehouse, run_day
 from tierhouse.periods import TIMEZONE
 
 
@@ -25,10 +24,6 @@ from tierhouse.periods import TIMEZONE
     **DAG_SETTINGS,
 )
 def tierhouse_ingest():
-    @task
-    def apply_access_controls() -> list[str]:
-        return pipeline.apply_access_controls()
-
     @task
     def load_exports(source_name: str) -> dict:
         return pipeline.load_exports(source_name)

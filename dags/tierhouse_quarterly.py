@@ -11,9 +11,8 @@ from airflow.sdk import CronDataIntervalTimetable, Param, chain, dag, task
 
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import PUBLISHED_TIERS
-from tierhouse.orchestration.chains import migrate_warehouse
 from tierhouse.orchestration.defaults import DAG_SETTINGS, REGRADED_POLICIES
-from tierhouse.orchestration.tasks import interval_start, summarise_tiers
+from tierhouse.orchestration.tasks import interval_start, migrate_warehouse, summarise_tiers
 from tierhouse.periods import TIMEZONE
 
 # The base list is confirmed 5 working days after the month's initial list; Golden Week can

@@ -1,16 +1,11 @@
-"""Tasks and task chains more than one DAG runs, built inside the calling DAG's context."""
+"""Task chains more than one DAG runs, built inside the calling DAG's context."""
 
 from __future__ import annotations
 
 from airflow.sdk import chain, task
 
 from tierhouse.orchestration import pipeline
-
-
-@task
-def migrate_warehouse() -> list[str]:
-    """Every DAG's first task, so that no task meets a warehouse behind the code."""
-    return pipeline.migrate_warehouse()
+from tierhouse.orchestration.tasks import apply_access_controls
 
 
 def build_and_deidentify(upstream):
@@ -21,10 +16,6 @@ def build_and_deidentify(upstream):
     """
     # imported here: Cosmos takes about a second to import, which the DAGs without dbt skip
     from tierhouse.orchestration.cosmos_dbt import dbt_build_group
-
-    @task
-    def apply_access_controls() -> list[str]:
-        return pipeline.apply_access_controls()
 
     @task
     def load_policies() -> list[str]:

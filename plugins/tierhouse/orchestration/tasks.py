@@ -27,5 +27,17 @@ def interval_start(context) -> date | None:
 
 
 @task
+def migrate_warehouse() -> list[str]:
+    """Every DAG's first task, so that no task meets a warehouse behind the code."""
+    return pipeline.migrate_warehouse()
+
+
+@task
+def apply_access_controls() -> list[str]:
+    """The grants on what the warehouse holds now (dbt builds new relations on every run)."""
+    return pipeline.apply_access_controls()
+
+
+@task
 def summarise_tiers(policy: str, period: str) -> str:
     return pipeline.summarise_tiers(policy, period)
