@@ -26,7 +26,7 @@ import csv
 import io
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -441,31 +441,47 @@ class _Generator:
 
     # -- planted bad rows -----------------------------------------------------------------------
     def plant_bad_rows(self) -> dict[str, int]:
-        """One of each kind of bad row the loaders must quarantine, in fixed places."""
-        first_key = sorted(self.pos_rows)[0]
-        day_rows = self.pos_rows[first_key]
-        good = dict(day_rows[0])
-        bad_pos = [
-            {**good, "line_no": "801", "receipt_no": ""},  # missing_required_field
-            {**good, "line_no": "802", "amount": "12,3a"},  # unparsable_amount
-            {**good, "line_no": "803", "sold_at": "2030-01-01 10:00:00"},  # future_date
-            {**good, "line_no": "804", "quantity": "-1"},  # negative_quantity
-            {**good, "line_no": "805", "sold_at": "31/02/2026 10:00"},  # unparsable_date
-            {**good, "line_no": "806", "customization_level": "gold_leaf"},  # invalid_value
-            dict(good),  # duplicate_line (same receipt line twice in one file)
-        ]
-        day_rows.extend(bad_pos)
-        # duplicate_order_id: a till re-exports yesterday's line in today's file
-        second_key = next(k for k in sorted(self.pos_rows) if k[0] == first_key[0] and k != first_key)
-        self.pos_rows[second_key].append(dict(good))
-        # unknown_store: a file from a till that is not in the store register
-        self.pos_rows[("XX99", first_key[1])].append({**good, "store_code": "XX99", "receipt_no": "XX99-00000001"})
-        self.crm.append({**self.crm[0], "updated_at": "2026-02-30 10:00:00"})  # unparsable_date
-        self.crm.append({**self.crm[1], "customer_type": "vip", "updated_at": _ts(self.last_moment)})  # invalid_value
-        self.payments.append({**self.payments[0], "payment_id": "P-BAD-1", "amount": "N/A"})  # unparsable_amount
-        self.custom_orders.append({**self.custom_orders[0], "custom_order_id": "C-BAD-1", "customization_level": "ultra"})
-        self.tickets.append({**self.tickets[0], "ticket_id": "T-BAD-1", "satisfaction": "9"})  # invalid_value
-        return {"pos": len(bad_pos) + 2, "crm": 2, "payments": 1, "custom_orders": 1, "feedback": 1}
+        """One of each kind of bad row the loaders must quarantine, in fixed places. A bad row is
+        a copy of a good one, so a tiny data set (a few customers, two months) without, say, a
+        payment or a second till day plants only the kinds it has a good row for."""
+        planted: Counter[str] = Counter()
+        if self.pos_rows:
+            first_key = sorted(self.pos_rows)[0]
+            day_rows = self.pos_rows[first_key]
+            good = dict(day_rows[0])
+            bad_pos = [
+                {**good, "line_no": "801", "receipt_no": ""},  # missing_required_field
+                {**good, "line_no": "802", "amount": "12,3a"},  # unparsable_amount
+                {**good, "line_no": "803", "sold_at": "2030-01-01 10:00:00"},  # future_date
+                {**good, "line_no": "804", "quantity": "-1"},  # negative_quantity
+                {**good, "line_no": "805", "sold_at": "31/02/2026 10:00"},  # unparsable_date
+                {**good, "line_no": "806", "customization_level": "gold_leaf"},  # invalid_value
+                dict(good),  # duplicate_line (same receipt line twice in one file)
+            ]
+            day_rows.extend(bad_pos)
+            planted["pos"] += len(bad_pos)
+            # duplicate_order_id: a till re-exports yesterday's line in today's file
+            second_key = next((k for k in sorted(self.pos_rows) if k[0] == first_key[0] and k != first_key), None)
+            if second_key is not None:
+                self.pos_rows[second_key].append(dict(good))
+                planted["pos"] += 1
+            # unknown_store: a file from a till that is not in the store register
+            self.pos_rows[("XX99", first_key[1])].append({**good, "store_code": "XX99", "receipt_no": "XX99-00000001"})
+            planted["pos"] += 1
+        if len(self.crm) >= 2:
+            self.crm.append({**self.crm[0], "updated_at": "2026-02-30 10:00:00"})  # unparsable_date
+            self.crm.append({**self.crm[1], "customer_type": "vip", "updated_at": _ts(self.last_moment)})  # invalid_value
+            planted["crm"] += 2
+        if self.payments:
+            self.payments.append({**self.payments[0], "payment_id": "P-BAD-1", "amount": "N/A"})  # unparsable_amount
+            planted["payments"] += 1
+        if self.custom_orders:
+            self.custom_orders.append({**self.custom_orders[0], "custom_order_id": "C-BAD-1", "customization_level": "ultra"})
+            planted["custom_orders"] += 1
+        if self.tickets:
+            self.tickets.append({**self.tickets[0], "ticket_id": "T-BAD-1", "satisfaction": "9"})  # invalid_value
+            planted["feedback"] += 1
+        return dict(planted)
 
     # -- writing --------------------------------------------------------------------------------
     def write(self, out_dir: Path, counts: GeneratedCounts) -> None:
