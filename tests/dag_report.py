@@ -73,7 +73,16 @@ def parse_file(path: Path) -> dict[str, Any]:
                 "tags": sorted(dag.tags),
                 "owner": dag.default_args.get("owner"),
                 "retries": dag.default_args.get("retries"),
-                "tasks": {task.task_id: {"owner": task.owner, "retries": task.retries} for task in dag.tasks},
+                "tasks": {
+                    task.task_id: {
+                        "owner": task.owner,
+                        "retries": task.retries,
+                        "outlets": sorted(str(getattr(outlet, "uri", outlet)) for outlet in task.outlets),
+                        # Cosmos's dbt operators add an Asset per model at run time when this is set
+                        "emit_datasets": getattr(task, "emit_datasets", None),
+                    }
+                    for task in dag.tasks
+                },
                 "max_active_runs": dag.max_active_runs,
             }
             for dag_id, dag in bag.dags.items()

@@ -107,6 +107,16 @@ def test_grading_dag_renders_every_dbt_model_as_a_task(dag_report: dict) -> None
     assert {f"dbt_build.{model}_model_build" for model in models} <= tasks
 
 
+def test_dbt_tasks_emit_no_assets_of_their_own(dag_report: dict) -> None:
+    """The DAGs declare the project's Assets (tierhouse.orchestration.assets); Cosmos's Asset
+    per dbt model (named after the warehouse host) is switched off in its RenderConfig."""
+    for dag_id, dag in dag_report["dags"].items():
+        dbt_tasks = {task_id: task for task_id, task in dag["tasks"].items() if task_id.startswith("dbt_build.")}
+        for task_id, task in dbt_tasks.items():
+            assert task["outlets"] == [], f"{dag_id}.{task_id}"
+            assert task["emit_datasets"] is False, f"{dag_id}.{task_id}"
+
+
 def test_each_dag_file_parses_in_under_a_second(dag_report: dict, record_property) -> None:
     # measured per file from a warm Airflow, as the dag-processor parses (see tests/dag_report.py)
     times = dag_report["parse_seconds"]

@@ -55,9 +55,10 @@ def dbt_build_group(group_id: str = "dbt_build", **kwargs: Any) -> DbtTaskGroup:
             invocation_mode=InvocationMode.DBT_RUNNER,
             dbt_executable_path=dbt_executable(),
         ),
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD),
         # Cosmos would emit an Asset per model named after the warehouse host and port; the
-        # project declares its own stable Assets (tierhouse.orchestration.assets) instead.
-        operator_args={"emit_datasets": False, "install_deps": False},
+        # project declares its own stable Assets (tierhouse.orchestration.assets) instead. The
+        # switch lives in RenderConfig: Cosmos copies it over any `emit_datasets` in operator_args.
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD, emit_datasets=False),
+        operator_args={"install_deps": False},
         **kwargs,
     )
