@@ -1,7 +1,8 @@
 """Airflow DAG: grade customers for one month — load the policy files, build the dbt project
 (through Cosmos), audit the candidate tiers with a Great Expectations checkpoint and only then
 publish the initial list of every policy whose calendar lists that month. Triggered by fresh raw sales from the ingest DAG, or run by hand with
-``{"period": "YYYY-MM"}``."""
+``{"period": "YYYY-MM"}``, optionally limited to some policies with ``{"policies": ["abcd"]}``. A policy
+with no version in force for the month is skipped."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, Param, c
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import PUBLISHED_TIERS, RAW_SALES
 from tierhouse.orchestration.chains import build_and_deidentify
-from tierhouse.orchestration.defaults import DAG_SETTINGS, GRADED_POLICIES
+from tierhouse.orchestration.defaults import DAG_SETTINGS, GRADED_POLICIES, POLICIES_PARAM_DESCRIPTION
 from tierhouse.orchestration.tasks import interval_start, migrate_warehouse, summarise_tiers
 from tierhouse.periods import TIMEZONE
 
@@ -21,7 +22,10 @@ from tierhouse.periods import TIMEZONE
     # raw sales from the ingest DAG also trigger a run, which records late data for a published
     # month as a restatement candidate instead of changing its list.
     schedule=AssetOrTimeSchedule(timetable=CronDataIntervalTimetable("0 2 1 * *", timezone=TIMEZONE), assets=[RAW_SALES]),
-    params={"period": Param(None, type=["null", "string"], pattern=r"^\d{4}-\d{2}$", description="Month to grade, YYYY-MM")},
+    params={
+        "period": Param(None, type=["null", "string"], pattern=r"^\d{4}-\d{2}$", description="Month to grade, YYYY-MM"),
+        "policies": Param(GRADED_POLICIES, type="array", items={"type": "string"}, description=POLICIES_PARAM_DESCRIPTION),
+    },
     tags=["tierhouse", "grading"],
     doc_md=__doc__,
     **DAG_SETTINGS,
@@ -35,10 +39,12 @@ def tierhouse_grading():
             context["params"].get("period"), extras, context["dag_run"].run_after, interval_start(context)
         )
 
-    # P2 and P3 list only at quarter ends (their calendars); the rest of that policy's branch is skipped.
+    # P2 and P3 list only at quarter ends (their calendars); a policy not in the run's `policies`
+    # or with no version in force for the month is skipped too: the rest of its branch is skipped.
     @task.short_circuit
-    def lists_month(policy: str, period: str) -> bool:
-        return pipeline.lists_month(policy, period)
+    def lists_month(policy: str, period: str, **context) -> bool:
+        selected = pipeline.policy_selected(policy, context["params"].get("policies"), GRADED_POLICIES)
+        return selected and pipeline.lists_month(policy, period)
 
     # A failed audit fails this task, so publish (all_success) never runs and the last published list stays.
     @task(retries=0)

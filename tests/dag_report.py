@@ -80,10 +80,12 @@ def parse_file(path: Path) -> dict[str, Any]:
                         "outlets": sorted(str(getattr(outlet, "uri", outlet)) for outlet in task.outlets),
                         # Cosmos's dbt operators add an Asset per model at run time when this is set
                         "emit_datasets": getattr(task, "emit_datasets", None),
+                        "upstream": sorted(task.upstream_task_ids),
                     }
                     for task in dag.tasks
                 },
                 "max_active_runs": dag.max_active_runs,
+                "params": dag.params.dump(),
             }
             for dag_id, dag in bag.dags.items()
         },

@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import yaml
@@ -19,7 +19,7 @@ import yaml
 from tierhouse import settings
 from tierhouse.errors import TierhouseError
 from tierhouse.grading.dbt_vars import dbt_var
-from tierhouse.periods import QUARTER_END_MONTHS
+from tierhouse.periods import QUARTER_END_MONTHS, add_months
 from tierhouse.warehouse.connection import WarehouseUrl, connect
 from tierhouse.warehouse.migrate import require_migrated
 
@@ -383,6 +383,17 @@ def newest(name: str, policies: list[Policy] | None = None) -> Policy:
     if not versions:
         raise UnknownPolicy(f"no policy file for {name!r}")
     return max(versions, key=lambda p: p.version)
+
+
+def in_force(name: str, period_month: date, policies: list[Policy] | None = None) -> Policy | None:
+    """The version that grades the period: the newest in force at its last day (docs/POLICIES.md);
+    None when no version of the policy is in force yet."""
+    period_end = add_months(period_month, 1) - timedelta(days=1)
+    versions = [p for p in (policies if policies is not None else discover()) if p.name == name]
+    if not versions:
+        raise UnknownPolicy(f"no policy file for {name!r}")
+    current = [p for p in versions if p.effective_from <= period_end]
+    return max(current, key=lambda p: p.version) if current else None
 
 
 def load_policies(url: WarehouseUrl, policies: list[Policy]) -> int:

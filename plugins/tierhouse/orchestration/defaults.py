@@ -22,5 +22,8 @@ DAG_SETTINGS = {
 
 #: The policies the DAGs grade (their files are under policies/); a task group per policy.
 GRADED_POLICIES = ["highend_flower", "service_levels", "abcd"]
+#: The grading and backfill DAGs' ``policies`` param: a run may be limited to named policies.
+POLICIES_PARAM_DESCRIPTION = "Policies to grade (the others' branches are skipped); default every graded policy"
+
 #: Those with quarterly re-grade rules (P1 Art. 9).
 REGRADED_POLICIES = ["highend_flower"]
