@@ -559,6 +559,7 @@ def test_failing_publish_gate_fails_the_run_and_keeps_the_published_list(graded_
         assert states[f"audit_{P1}"] == "failed"
         assert states[f"publish_{P1}"] == "upstream_failed"
         assert "expect_column_values_to_be_between(spend)" in run.output
+        assert f"{P1} {graded_warehouse.period}: checkpoint publish_customer_tiers failed" in run.output
         assert query(url, published_sql) == before
         # The bad value did reach the candidate mart: it was the gate, not dbt, that stopped it.
         (candidate,) = query(

@@ -105,8 +105,11 @@ def check_deidentification() -> int:
 
 
 def audit_tiers(policy: str, period: str) -> int:
-    """The publish gate for one policy and period; the allowed tiers come from the policy files."""
-    from tierhouse.grading import quality
+    """The publish gate for one policy and period; the allowed tiers come from the policy files.
+    A period whose customers are all excluded fails first, with the counts by reason; a failed
+    audit names the policy and period with the failing expectations."""
+    from tierhouse.gates import QualityGateFailed
+    from tierhouse.grading import population, quality
     from tierhouse.grading.policy import NO_TIER, UnknownPolicy, discover
 
     versions = [p for p in discover() if p.name == policy]
@@ -114,14 +117,18 @@ def audit_tiers(policy: str, period: str) -> int:
         raise UnknownPolicy(f"no policy file for {policy!r}")
     tiers = sorted({tier.code for p in versions for tier in p.tiers} | {NO_TIER})
     url, period_month = warehouse_url(), parse_period(period)
+    population.require_graded_customers(url, policy, period_month)
     filters = {"policy": policy, "period_month": period_month.isoformat()}
-    evaluated = quality.gate(
-        url,
-        "publish_customer_tiers",
-        filters,
-        expectation_parameters={"tiers": tiers, "policy_versions": [p.version for p in versions]},
-    ).evaluated
-    return evaluated + audit_drift(url, policy, period_month, tiers, versions[-1].document.get("audit", {}))
+    try:
+        evaluated = quality.gate(
+            url,
+            "publish_customer_tiers",
+            filters,
+            expectation_parameters={"tiers": tiers, "policy_versions": [p.version for p in versions]},
+        ).evaluated
+        return evaluated + audit_drift(url, policy, period_month, tiers, versions[-1].document.get("audit", {}))
+    except QualityGateFailed as failure:
+        raise QualityGateFailed(f"{policy} {period_month:%Y-%m}: {failure}") from failure
 
 
 def audit_drift(url: WarehouseUrl, policy: str, period_month: date, tiers: list[str], audit: dict) -> int:
@@ -168,11 +175,30 @@ def confirm_due_lists(today: date, run_id: str | None) -> list[dict]:
 
 
 # -- calendars, quarterly re-grade, appeals, backfill -------------------------------------------
-def lists_month(policy: str, period: str) -> bool:
-    """Whether the policy's calendar produces a list for the month (P2 and P3 grade at quarter ends)."""
-    from tierhouse.grading.policy import newest
+def policy_selected(policy: str, selected: list[str] | None, graded: list[str]) -> bool:
+    """Whether the run's ``policies`` param (None: every graded policy) includes the policy; a name
+    that is not graded fails every branch, so a typo never passes as an empty run."""
+    from tierhouse.grading.policy import UnknownPolicy
 
-    due = newest(policy).lists_month(parse_period(period))
+    if selected is None:
+        return True
+    if unknown := sorted(set(selected) - set(graded)):
+        raise UnknownPolicy(f"policies param names {', '.join(unknown)}, not graded here; graded policies: {', '.join(graded)}")
+    if policy not in selected:
+        log.info("%s: not among this run's policies (%s); skipped", policy, ", ".join(selected))
+    return policy in selected
+
+
+def lists_month(policy: str, period: str) -> bool:
+    """Whether the policy produces a list for the month: a version of it is in force at the
+    period end, and its calendar lists the month (P2 and P3 grade at quarter ends)."""
+    from tierhouse.grading.policy import in_force
+
+    graded_policy = in_force(policy, parse_period(period))
+    if graded_policy is None:
+        log.info("%s %s: no version of the policy is in force for the period; skipped", policy, period)
+        return False
+    due = graded_policy.lists_month(parse_period(period))
     log.info("%s %s: %s", policy, period, "a list is due" if due else "no list this month (policy calendar)")
     return due
 
@@ -187,11 +213,16 @@ def grading_months(start: str, end: str) -> list[str]:
 
 def backfill(policy: str, months: list[str], run_id: str | None) -> list[dict]:
     """Audit and publish each month the policy lists, oldest first (each month's drift is audited
-    against the one published before it); stops at the first failed audit."""
-    from tierhouse.grading.policy import newest
+    against the one published before it); stops at the first failed audit. A month no version of
+    the policy is in force for is skipped."""
+    from tierhouse.grading.policy import discover, in_force
 
-    graded_policy, outcomes = newest(policy), []  # the files are read once, not once a month
+    policies, outcomes = discover(), []  # the files are read once, not once a month
     for period in months:
+        graded_policy = in_force(policy, parse_period(period), policies)
+        if graded_policy is None:
+            log.info("%s %s: no version of the policy is in force for the period; skipped", policy, period)
+            continue
         if not graded_policy.lists_month(parse_period(period)):
             log.info("%s %s: no list this month (policy calendar)", policy, period)
             continue
