@@ -3,6 +3,7 @@ three policies, over several generated data sets."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 from datetime import date
 from pathlib import Path
@@ -16,7 +17,7 @@ from tierhouse.devtools.generate import generate
 from tierhouse.grading import policy
 from tierhouse.grading.transform import run_dbt
 from tierhouse.ingest import loaders
-from tierhouse.ingest.sources import SOURCES
+from tierhouse.ingest.sources import ORDER_IMPORT, SOURCES
 from tierhouse.privacy import access
 from tierhouse.warehouse.connection import WarehouseUrl
 
@@ -70,7 +71,54 @@ def test_dbt_matches_the_reference_on_other_seeds(seed: int, scratch_db: Warehou
     for source in SOURCES.values():
         loaders.load_exports(scratch_db, source, tmp_path / source.subdir)
     loaders.extract_shop_orders(scratch_db)
+    zero_amount_customers = add_zero_amount_orders(scratch_db, tmp_path / "zero_amount")
     policy.load_policies(scratch_db, list(POLICIES.values()))
     access.apply(scratch_db)  # dbt runs as the transformer role
     assert run_dbt(dataclasses.replace(scratch_db), "build", "--quiet", "--exclude", "test_type:unit").returncode == 0
     assert assert_same_grades(scratch_db) > 300
+    assert_same_zero_amount_exclusions(scratch_db, zero_amount_customers)
+
+
+ZERO_AMOUNT_PERIOD = date(2025, 11, 1)
+
+
+def add_zero_amount_orders(url: WarehouseUrl, landing: Path) -> set[str]:
+    """Zero-amount orders (docs/POLICIES.md) in the 2025-11 window for three graded customers
+    and three consenting members without a purchase there; returns the latter."""
+    data = ref.load(url)
+    graded_policy = next(iter(POLICIES.values()))
+    graded = sorted(ref.grade(data, graded_policy, ZERO_AMOUNT_PERIOD)["customer_key"])[:3]
+    end = pd.Timestamp(2025, 12, 1)
+    current = data.versions[
+        (data.versions["valid_from"] < end) & (data.versions["valid_to"].isna() | (data.versions["valid_to"] >= end))
+    ]
+    buyers = set(data.orders["customer_key"].dropna())
+    idle = sorted(set(current.loc[current["grading_consent"].astype(bool), "member_id"]) - buyers)[:3]
+    rows = [
+        {"order_id": f"Z{n}", "line_no": str(line), "ordered_at": "2025-11-15 10:00:00", "channel": "website",
+         "store_code": "", "member_id": member, "phone": "", "sku": "GIFT", "business_line": "", "customization_level": "",
+         "quantity": "1", "amount": "0"}
+        for n, member in enumerate(graded + idle) for line in (1, 2)
+    ]  # fmt: skip
+    path = landing / "zero_amount_orders.csv"
+    path.parent.mkdir(parents=True)
+    with path.open("w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([column.headers[0] for column in ORDER_IMPORT.columns])
+        writer.writerows([row[column.name] for column in ORDER_IMPORT.columns] for row in rows)
+    loaders.load_exports(url, ORDER_IMPORT, landing)
+    return set(idle)
+
+
+def assert_same_zero_amount_exclusions(url: WarehouseUrl, planted: set[str]) -> None:
+    data = ref.load(url)
+    for name, graded_policy in POLICIES.items():
+        expected = ref.zero_amount_only(data, graded_policy, ZERO_AMOUNT_PERIOD)
+        excluded = query(
+            url,
+            "select customer_key from marts.fct_grading_exclusions"
+            " where policy = %s and period_month = %s and exclusion_reason = 'no_positive_orders'",
+            (name, ZERO_AMOUNT_PERIOD),
+        )
+        assert {row[0] for row in excluded} == expected, name
+        assert planted and planted <= expected, name

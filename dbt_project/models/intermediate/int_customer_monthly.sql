@@ -52,7 +52,8 @@ dated_orders as (
     from orders
     left join special_orders
         on orders.order_id = special_orders.order_id
-    where orders.customer_key is not null
+    -- zero-amount orders count in no indicator (docs/POLICIES.md, "Zero-amount orders")
+    where orders.customer_key is not null and not orders.is_zero_amount
 
 ),
 

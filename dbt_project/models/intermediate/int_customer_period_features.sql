@@ -8,7 +8,9 @@ population as (
 
 orders as (
 
+    -- zero-amount orders count in no indicator (docs/POLICIES.md, "Zero-amount orders")
     select * from {{ ref('int_orders') }}
+    where not is_zero_amount
 
 ),
 

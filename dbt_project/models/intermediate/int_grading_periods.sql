@@ -2,7 +2,9 @@ with
 
 orders as (
 
+    -- the months with purchases; zero-amount orders count in nothing (docs/POLICIES.md)
     select * from {{ ref('int_orders') }}
+    where not is_zero_amount
 
 ),
 

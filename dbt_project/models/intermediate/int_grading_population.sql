@@ -20,8 +20,23 @@ member_versions as (
 
 active_customers as (
 
-    -- everyone who bought in the window is a candidate; unresolved orders belong to nobody
-    select distinct
+    -- everyone with an order in the window is a candidate; unresolved orders belong to nobody.
+    -- Only a customer with a positive-amount order is graded: zero-amount orders count in no
+    -- indicator, so a customer with nothing else is listed as excluded (docs/POLICIES.md).
+    select
+        grading_periods.grading_period_id,
+        grading_periods.policy_version_id,
+        grading_periods.policy,
+        grading_periods.policy_version,
+        grading_periods.period_month,
+        grading_periods.period_end,
+        orders.customer_key,
+        bool_or(not orders.is_zero_amount) as has_positive_order
+    from grading_periods
+    inner join orders
+        on orders.ordered_at::date between grading_periods.window_start and grading_periods.period_end
+    where orders.customer_key is not null
+    group by
         grading_periods.grading_period_id,
         grading_periods.policy_version_id,
         grading_periods.policy,
@@ -29,10 +44,6 @@ active_customers as (
         grading_periods.period_month,
         grading_periods.period_end,
         orders.customer_key
-    from grading_periods
-    inner join orders
-        on orders.ordered_at::date between grading_periods.window_start and grading_periods.period_end
-    where orders.customer_key is not null
 
 ),
 
@@ -68,10 +79,11 @@ final as (
         active_customers.period_end,
         active_customers.customer_key,
         member_at_period_end.customer_type,
-        coalesce(member_at_period_end.has_grading_consent, false) as is_graded,
+        coalesce(member_at_period_end.has_grading_consent, false) and active_customers.has_positive_order as is_graded,
         case
             when member_at_period_end.customer_key is null then 'no_consent_record'
             when not member_at_period_end.has_grading_consent then 'no_grading_consent'
+            when not active_customers.has_positive_order then 'no_positive_orders'
         end as exclusion_reason
     from active_customers
     left join member_at_period_end

@@ -20,13 +20,17 @@ business_lines as (
 
 order_heads as (
 
-    -- refunds are netted into the order they belong to, dated at the sale
+    -- refunds are netted into the order they belong to, dated at the sale; an order whose lines
+    -- are all zero-amount is kept, flagged, so the customer gets an exclusion row (docs/POLICIES.md)
     select
         order_lines.order_id,
         min(order_lines.member_id) as member_id,
         min(order_lines.phone_key) as phone_key,
         min(order_lines.sales_channel) as sales_channel,
-        min(order_lines.ordered_at) filter (where order_lines.amount > 0) as ordered_at,
+        coalesce(
+            min(order_lines.ordered_at) filter (where order_lines.amount > 0), min(order_lines.ordered_at)
+        ) as ordered_at,
+        bool_and(order_lines.amount = 0) as is_zero_amount,
         sum(order_lines.amount) as net_amount,
         coalesce(sum(order_lines.amount) filter (where order_lines.is_customised), 0) as customised_amount,
         coalesce(
@@ -38,7 +42,8 @@ order_heads as (
     left join business_lines
         on order_lines.business_line = business_lines.business_line
     group by order_lines.order_id
-    having min(order_lines.ordered_at) filter (where order_lines.amount > 0) is not null
+    -- a refund whose sale is not loaded has no sale to be netted into and no date of its own
+    having bool_or(order_lines.amount > 0) or bool_and(order_lines.amount = 0)
 
 ),
 
@@ -82,6 +87,7 @@ final as (
         end as identity_rule,
         order_heads.sales_channel,
         order_heads.ordered_at,
+        order_heads.is_zero_amount,
         order_heads.net_amount,
         order_heads.customised_amount,
         order_heads.enterprise_amount,

@@ -8,7 +8,7 @@ population as (
 
 final as (
 
-    -- Art. 7: customers who bought in the window but may not be graded, and why
+    -- Art. 7: customers with an order in the window who may not be graded, and why
     select
         customer_period_id,
         policy,

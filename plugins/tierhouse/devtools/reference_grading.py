@@ -77,7 +77,8 @@ def load(url: WarehouseUrl) -> Warehouse:
     orders = []
     for order_id, group in lines.groupby("order_id"):
         positive = group[group["amount"] > 0]
-        if positive.empty:
+        zero_amount = bool((group["amount"] == 0).all())
+        if positive.empty and not zero_amount:  # a refund whose sale is not loaded
             continue
         members = group["member_id"].dropna()
         phones = group["phone_key"].dropna()
@@ -86,7 +87,8 @@ def load(url: WarehouseUrl) -> Warehouse:
                 "order_id": order_id,
                 "member_id": members.min() if not members.empty else None,
                 "phone_key": phones.min() if not phones.empty else None,
-                "ordered_at": positive["at"].min(),
+                "ordered_at": group["at"].min() if zero_amount else positive["at"].min(),
+                "zero_amount": zero_amount,
                 "net": sum(group["amount"], Decimal(0)),
                 "customised": sum(group.loc[group["level"].isin(CUSTOM_LEVELS), "amount"], Decimal(0)),
                 "enterprise": sum(group.loc[group["line"].isin(ENTERPRISE_LINES), "amount"], Decimal(0)),
@@ -178,7 +180,10 @@ def grade(data: Warehouse, policy: Policy, period_month: date) -> pd.DataFrame:
     window_start = period_end - relativedelta(months=window) + timedelta(days=1)
     big_ticket = Decimal(str(policy.settings["big_ticket_order_min"]))
     end_stamp = datetime.combine(period_end + timedelta(days=1), datetime.min.time())
-    orders = data.orders[data.orders["customer_key"].notna()]
+    all_orders = data.orders[data.orders["customer_key"].notna()]
+    # docs/POLICIES.md: zero-amount orders count in no indicator; a consenting customer with
+    # nothing else in the window is not graded (see zero_amount_only)
+    orders = all_orders[~all_orders["zero_amount"].astype(bool)]
     in_window = orders[(orders["ordered_at"].dt.date >= window_start) & (orders["ordered_at"].dt.date <= period_end)]
     rows = []
     for customer, group in in_window.groupby("customer_key"):
@@ -231,6 +236,21 @@ def grade(data: Warehouse, policy: Policy, period_month: date) -> pd.DataFrame:
         labels = _labels(policy, version.iloc[0]["customer_type"], values)
         rows.append({"customer_key": customer, "tier": tier, "composite_score": composite, **labels})
     return pd.DataFrame(rows)
+
+
+def zero_amount_only(data: Warehouse, policy: Policy, period_month: date) -> set[str]:
+    """Consenting customers whose orders in the window are all zero-amount: not graded."""
+    period_end = period_month + relativedelta(months=1) - timedelta(days=1)
+    window_start = period_end - relativedelta(months=int(policy.settings["window_months"])) + timedelta(days=1)
+    end_stamp = datetime.combine(period_end + timedelta(days=1), datetime.min.time())
+    orders = data.orders[data.orders["customer_key"].notna()]
+    in_window = orders[(orders["ordered_at"].dt.date >= window_start) & (orders["ordered_at"].dt.date <= period_end)]
+    without_purchase = set(in_window["customer_key"]) - set(in_window.loc[~in_window["zero_amount"].astype(bool), "customer_key"])
+    versions = data.versions[
+        (data.versions["valid_from"] < end_stamp) & (data.versions["valid_to"].isna() | (data.versions["valid_to"] >= end_stamp))
+    ]
+    consenting = set(versions.loc[versions["grading_consent"].astype(bool), "member_id"])
+    return without_purchase & consenting
 
 
 def _labels(policy: Policy, customer_type: str | None, values: dict[str, Decimal]) -> dict[str, str | None]:
