@@ -81,7 +81,6 @@ def parse_file(path: Path) -> dict[str, Any]:
                         # Cosmos's dbt operators add an Asset per model at run time when this is set
                         "emit_datasets": getattr(task, "emit_datasets", None),
                         "upstream": sorted(task.upstream_task_ids),
-                        "indirect_selection": getattr(task, "indirect_selection", None),
                     }
                     for task in dag.tasks
                 },

@@ -109,41 +109,25 @@ def test_grading_dag_renders_every_dbt_model_as_a_task(dag_report: dict) -> None
 
 
 def test_no_dbt_task_reads_a_model_its_upstream_tasks_have_not_built(dag_report: dict) -> None:
-    """A fresh warehouse's first run once failed with `stg_shop__order_lines does not exist`: the
+    """A fresh warehouse's first run once failed with `stg_shop__order_lines does not exist`: a
     relationships test between the two shop staging models ran inside `dbt build --select
-    stg_shop__orders` (dbt's eager selection takes every test touching a selected model) before
-    the other model's task had run. Every test with several parents must run only in the task
-    of the parent built after all the others (buildable selection: each other parent is its
-    ancestor), and every model's task runs after the tasks of the models it reads."""
+    stg_shop__orders` (dbt selects every test touching a selected model) before the other
+    model's task had run. Every model's task runs after the tasks of the models it reads, and a
+    test reads one model only (a source besides is fine: the migrations created it)."""
     manifest = json.loads(settings.DBT_MANIFEST.read_text())
     tasks = dag_report["dags"]["tierhouse_grading"]["tasks"]
     models = {uid: node for uid, node in manifest["nodes"].items() if node["resource_type"] == "model"}
-
-    def build_task(uid: str) -> dict:
-        return tasks[f"dbt_build.{models[uid]['name']}_model_build"]
-
-    for uid, model in models.items():
-        assert build_task(uid)["indirect_selection"] == "buildable", model["name"]
+    for model in models.values():
+        upstream = tasks[f"dbt_build.{model['name']}_model_build"]["upstream"]
         for parent in model["depends_on"]["nodes"]:
             if parent in models:
-                assert f"dbt_build.{models[parent]['name']}_model_build" in build_task(uid)["upstream"], (model["name"], parent)
+                assert f"dbt_build.{models[parent]['name']}_model_build" in upstream, (model["name"], parent)
 
-    def ancestors(uid: str) -> set[str]:
-        found, todo = set(), [uid]
-        while todo:
-            for parent in models[todo.pop()]["depends_on"]["nodes"]:
-                if parent in models and parent not in found:
-                    found.add(parent)
-                    todo.append(parent)
-        return found
-
-    shared_tests = [
-        node for node in manifest["nodes"].values() if node["resource_type"] == "test" and len(node["depends_on"]["nodes"]) > 1
-    ]
-    assert shared_tests, "the project has a relationships test; this check must see it"
-    for test in shared_tests:
-        parents = set(test["depends_on"]["nodes"])
-        assert any(parents - {last} <= ancestors(last) for last in parents), f"{test['name']} would run before {parents} exist"
+    tests = [node for node in manifest["nodes"].values() if node["resource_type"] == "test"]
+    for test in tests:
+        read = {parent for parent in test["depends_on"]["nodes"] if parent in models}
+        # under `dbt build --select <model>` a test runs in the task of every model it reads
+        assert len(read) <= 1, f"{test['name']} reads {sorted(read)}"
 
 
 def test_dbt_tasks_emit_no_assets_of_their_own(dag_report: dict) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
+from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 from cosmos.profiles.postgres.user_pass import PostgresUserPasswordProfileMapping
 
 from tierhouse import settings
@@ -54,10 +54,6 @@ def dbt_build_group(group_id: str = "dbt_build", **kwargs: Any) -> DbtTaskGroup:
             execution_mode=ExecutionMode.LOCAL,
             invocation_mode=InvocationMode.DBT_RUNNER,
             dbt_executable_path=dbt_executable(),
-            # A test reading two models (a relationships test) runs only in the task of the parent
-            # built after the other: dbt's default (eager) also ran it in the first parent's task,
-            # reading a model no task had built yet on a fresh warehouse's first run.
-            test_indirect_selection=TestIndirectSelection.BUILDABLE,
         ),
         # Cosmos would emit an Asset per model named after the warehouse host and port; the
         # project declares its own stable Assets (tierhouse.orchestration.assets) instead. The

@@ -1,6 +1,3 @@
--- depends_on: {{ ref('stg_shop__orders') }}
-{#- Built after the orders: the relationships test between the two runs with this model's build
-    (buildable indirect selection, tierhouse.orchestration.cosmos_dbt), once both exist. -#}
 with
 
 source as (
