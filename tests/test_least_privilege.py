@@ -5,6 +5,7 @@ superuser-only settings, other local OS users, secrets in dbt's environment, pla
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -23,6 +24,7 @@ from tierhouse.cli.main import main
 from tierhouse.grading.transform import dbt_env, dbt_executable
 from tierhouse.orchestration.local_airflow import airflow_env
 from tierhouse.privacy import access, crypto
+from tierhouse.warehouse import migrate
 from tierhouse.warehouse.connection import LOGINS, EmbeddedWarehouse, WarehouseUrl, connect, login_passwords, login_url
 
 MATRIX_DOC = settings.PROJECT_ROOT / "docs" / "PRIVACY.md"
@@ -67,7 +69,7 @@ def matrix_rows() -> list[tuple[str, str, str, list[str], list[str]]]:
 def matrix_cells() -> list[Cell]:
     cells = []
     for login, group, target, allowed, refused in matrix_rows():
-        logins = [(l.user, l.group) for l in LOGINS.values()] if login == EVERY_LOGIN else [(login, group)]
+        logins = [(each.user, each.group) for each in LOGINS.values()] if login == EVERY_LOGIN else [(login, group)]
         for user, role in logins:
             cells += [Cell(user, role, target, action, True) for action in allowed]
             cells += [Cell(user, role, target, action, False) for action in refused]
@@ -120,14 +122,13 @@ def governed(server_url: WarehouseUrl) -> Iterator[WarehouseUrl]:
     """A migrated, granted warehouse with a dbt-built mart, made as dbt makes it (the dbt login
     acting as transformer), so the default privileges on what dbt builds are under test too."""
     from tests.conftest import _admin
-    from tierhouse.warehouse.migrate import migrate
 
     name = f"tierhouse_lp_{os.getpid()}"
     _admin(server_url, f'drop database if exists "{name}" with (force)')
     _admin(server_url, f'create database "{name}"')
     url = dataclasses.replace(server_url, dbname=name)
     try:
-        migrate(url)
+        migrate.migrate(url)
         access.apply(url)
         with connect(login_url(url, "dbt")) as conn, conn.cursor() as cur:
             cur.execute("set role transformer")  # as dbt's profile does
@@ -155,10 +156,9 @@ def test_privilege_matrix_as_the_real_login(governed: WarehouseUrl, cell: Cell) 
         with conn.cursor() as cur:
             statement = _statement(cur, cell.target, cell.action)
             if cell.allowed:
-                try:
+                # past the privilege check, an empty row may break a constraint: that is fine
+                with contextlib.suppress(psycopg2.IntegrityError):
                     cur.execute(statement)
-                except psycopg2.IntegrityError:
-                    pass  # past the privilege check; the empty row breaks a constraint, which is fine
             else:
                 with pytest.raises(psycopg2.errors.InsufficientPrivilege):
                     cur.execute(statement)
@@ -337,7 +337,12 @@ def test_a_state_folder_of_the_old_layout_is_taken_back_on_start(tmp_path: Path)
         warehouse.state_dir.chmod(0o755)
         warehouse.socket_dir.chmod(0o777)
         hba = warehouse.pgdata / "pg_hba.conf"
-        hba.write_text(hba.read_text().replace("local   all             all                                     scram-sha-256", "local   all             all                                     trust"))
+        hba.write_text(
+            hba.read_text().replace(
+                "local   all             all                                     scram-sha-256",
+                "local   all             all                                     trust",
+            )
+        )
         assert "trust" in hba.read_text()
         assert warehouse.start() == url
         with connect(url) as conn, conn.cursor() as cur:
@@ -405,5 +410,12 @@ def test_env_example_ships_no_secret() -> None:
         for line in (settings.PROJECT_ROOT / ".env.example").read_text().splitlines()
         if "=" in line and not line.startswith("#")
     )
-    assert {name for name in settings.SECRET_SETTINGS} <= set(values)
+    assert set(settings.SECRET_SETTINGS) <= set(values)
     assert all(values[name] == "" for name in settings.SECRET_SETTINGS)
+
+
+def test_every_login_password_is_a_checked_secret(governed: WarehouseUrl) -> None:
+    assert {login.password_env for login in LOGINS.values()} <= set(settings.SECRET_SETTINGS)
+    # the migrate step gives no login a placeholder password
+    with pytest.raises(migrate.MigrationError, match="TIERHOUSE_BI_PASSWORD: a placeholder is no password"):
+        migrate.migrate(governed, passwords={**login_passwords(), "bi": "change-me"})

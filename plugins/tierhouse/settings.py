@@ -23,10 +23,13 @@ WAREHOUSE_CONN_ID = "tierhouse_warehouse"
 #: Code that starts dbt or Airflow removes them from the child's environment (:func:`without_secrets`).
 SECRET_ENV_PATTERNS = ("TIERHOUSE_PSEUDONYM_KEY", "TIERHOUSE_PII_KEY", "_PASSWORD", "WAREHOUSE_URL", "AIRFLOW_CONN_")
 #: Values that ship in examples and templates: a secret set to one of them is refused at start-up.
-PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "change_me", "change-me-to-a-long-random-string", "secret", "password"})
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "change-me", "changeme", "change_me", "change-me-to-a-long-random-string", "secret", "password"}
+)
 #: The secrets .env.example lists; start-up refuses a placeholder in any of them.
 SECRET_SETTINGS = (
     "AIRFLOW_DB_PASSWORD", "WAREHOUSE_DB_PASSWORD", "AIRFLOW_JWT_SECRET", "TIERHOUSE_PSEUDONYM_KEY", "TIERHOUSE_PII_KEY",
+    *(f"TIERHOUSE_{job}_PASSWORD" for job in ("INGEST", "DBT", "PUBLISH", "GATE", "BI", "AUDIT", "STEWARD", "REVIEW")),
 )  # fmt: skip
 
 
@@ -42,14 +45,13 @@ def without_secrets(env: dict[str, str]) -> dict[str, str]:
 def placeholder_secrets(env: dict[str, str]) -> list[str]:
     """The secrets of ``env`` (those it sets among :data:`SECRET_SETTINGS`) still holding an
     example value such as ``change-me``."""
-    return [
-        name for name in SECRET_SETTINGS if name in env and env[name].strip().lower() in PLACEHOLDER_SECRETS
-    ]
+    return [name for name in SECRET_SETTINGS if name in env and env[name].strip().lower() in PLACEHOLDER_SECRETS]
 
 
 def warehouse_conn_id(job: str) -> str:
     """The Airflow connection id of one warehouse job (tierhouse.warehouse.connection.JOBS)."""
     return WAREHOUSE_CONN_ID if job == "migrate" else f"{WAREHOUSE_CONN_ID}_{job}"
+
 
 #: Schemas, in data-flow order. dbt writes staging/intermediate/marts; Python writes the rest.
 RAW_SCHEMA = "raw"

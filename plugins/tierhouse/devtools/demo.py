@@ -89,7 +89,13 @@ def run_demo(url: WarehouseUrl, customers: int, months: int, seed: int, verbose:
         print(f"\n[demo] review: {reviewed} none -> potential on the {DEMO_PERIOD} initial list, recorded before (Art. 8)")
     else:
         add_review(
-            review_url, p1, october, reviewed, "potential", "Demo Reviewer", "wedding season pipeline confirmed by the store manager"
+            review_url,
+            p1,
+            october,
+            reviewed,
+            "potential",
+            "Demo Reviewer",
+            "wedding season pipeline confirmed by the store manager",
         )
         print(f"\n[demo] review: {reviewed} none -> potential on the {DEMO_PERIOD} initial list (Art. 8)")
     # The review window is 5 mainland-China working days from the initial list; the review DAG is
@@ -99,7 +105,9 @@ def run_demo(url: WarehouseUrl, customers: int, months: int, seed: int, verbose:
         return 1
     if not run("tierhouse_quarterly", conf={"quarter_end": DEMO_QUARTER_END}):
         return 1
-    filed = next((a for a in appeal_states(review_url) if (a.policy, a.period_month, a.customer_key) == (p1, october, appellant)), None)
+    filed = next(
+        (a for a in appeal_states(review_url) if (a.policy, a.period_month, a.customer_key) == (p1, october, appellant)), None
+    )
     appeal_id, due_on = (filed.appeal_id, filed.due_on) if filed else file_appeal(
         review_url, p1, october, appellant, "customer says a wedding order booked as a guest checkout is missing", "Demo Service Desk"
     )  # fmt: skip

@@ -30,9 +30,12 @@ def warehouse_url(job: str) -> WarehouseUrl:
 
 def migrate_warehouse() -> list[str]:
     """Every DAG's first task: apply the warehouse migrations it lacks (tierhouse.warehouse.migrate)."""
+    from tierhouse.warehouse.connection import LOGINS
     from tierhouse.warehouse.migrate import migrate
 
-    applied = [migration.label for migration in migrate(warehouse_url("migrate"))]
+    # each login gets the password its job's Airflow connection holds
+    passwords = {job: warehouse_url(job).password for job in LOGINS}
+    applied = [migration.label for migration in migrate(warehouse_url("migrate"), passwords=passwords)]
     log.info("warehouse migrations applied: %s", ", ".join(applied) or "none (up to date)")
     return applied
 

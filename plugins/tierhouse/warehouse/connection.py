@@ -203,9 +203,7 @@ class EmbeddedWarehouse:
         with os.fdopen(fd, "w") as out:
             json.dump({"user": EMBEDDED_USER, "password": password, "dbname": EMBEDDED_DB, "port": port}, out)
         self.start()
-        self._run(
-            "createdb", "-h", str(self.socket_dir), "-p", str(port), "-U", EMBEDDED_USER, EMBEDDED_DB, password=password
-        )
+        self._run("createdb", "-h", str(self.socket_dir), "-p", str(port), "-U", EMBEDDED_USER, EMBEDDED_DB, password=password)
 
     def start(self) -> WarehouseUrl:
         if not self.initialised:

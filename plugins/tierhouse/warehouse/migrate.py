@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from tierhouse.settings import PLACEHOLDER_SECRETS
 from tierhouse.warehouse.connection import LOGINS, WarehouseError, WarehouseUrl, login_passwords, session
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -111,10 +112,12 @@ def _lock(cur) -> None:
     cur.execute("select pg_advisory_xact_lock(hashtext('tierhouse.warehouse.migrate'))")
 
 
-def migrate(url: WarehouseUrl, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+def migrate(url: WarehouseUrl, directory: Path = MIGRATIONS_DIR, passwords: dict[str, str] | None = None) -> list[Migration]:
     """Apply the migrations the warehouse lacks, oldest first, each in its own transaction under
     one advisory lock, and return them (none when it is up to date). An applied migration whose
-    file has changed since is refused, never run again."""
+    file has changed since is refused, never run again. Then hand every migrated object to the
+    owner role and create or update the job logins, with ``passwords`` (job -> password; by
+    default the credential store's, :func:`~tierhouse.warehouse.connection.login_passwords`)."""
     known = migrations(directory)
     applied = []
     with session(url) as conn:
@@ -149,17 +152,21 @@ def migrate(url: WarehouseUrl, directory: Path = MIGRATIONS_DIR) -> list[Migrati
             cur.execute("select to_regprocedure('tierhouse_meta.hand_to_owner()') is not null")
             if cur.fetchone()[0]:
                 cur.execute("select tierhouse_meta.hand_to_owner()")
-                ensure_logins(cur)
+                ensure_logins(cur, passwords or login_passwords())
     return applied
 
 
-def ensure_logins(cur) -> None:
+def ensure_logins(cur, passwords: dict[str, str]) -> None:
     """Create or update one login role per job (:data:`LOGINS`): a member of its group role only,
     never a superuser, with its password from the credential store. The password travels as a
     SCRAM verifier made here, so the server (and its log) never sees it in clear."""
     from psycopg2.extensions import encrypt_password
 
-    passwords = login_passwords()
+    placeholders = sorted(
+        LOGINS[job].password_env for job, password in passwords.items() if password.strip().lower() in PLACEHOLDER_SECRETS
+    )
+    if placeholders:
+        raise MigrationError(f"{', '.join(placeholders)}: a placeholder is no password; set real ones (`openssl rand -hex 32`)")
     for job, login in LOGINS.items():
         cur.execute(
             """do $$ begin
