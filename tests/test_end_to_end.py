@@ -20,6 +20,7 @@ from tierhouse.lifecycle import appeals, history, publish, regrade, review
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.local_airflow import dags_test, task_states
 from tierhouse.periods import CHINA, parse_period
+from tierhouse.warehouse.connection import JOBS, login_url
 
 pytestmark = pytest.mark.e2e
 P1 = "highend_flower"
@@ -455,8 +456,9 @@ def test_backfill_dag_grades_twelve_months_in_order_each_policy_on_its_calendar(
     graded_warehouse: GradedWarehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = graded_warehouse.url
-    # the pipeline functions find the warehouse through the Airflow connection, as in a task
-    monkeypatch.setenv(f"AIRFLOW_CONN_{settings.WAREHOUSE_CONN_ID.upper()}", url.url())
+    # the pipeline functions find the warehouse through each job's Airflow connection, as in a task
+    for job in JOBS:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{settings.warehouse_conn_id(job).upper()}", login_url(url, job).url())
     run = dags_test(graded_warehouse.airflow, "tierhouse_backfill", conf={"start": "2025-09", "end": "2026-08"}, echo=False)
     assert run.succeeded, run.output[-6000:]
     lists = query(

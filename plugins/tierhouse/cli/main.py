@@ -30,12 +30,14 @@ def _day(text: str) -> date:
         raise UsageError(f"{text!r} is not a day; expected YYYY-MM-DD") from None
 
 
-def _url():
-    from tierhouse.warehouse.connection import resolve_url, wait_until_ready
+def _url(job: str):
+    """The warehouse as ``job``'s login (tierhouse.warehouse.connection.LOGINS); ``migrate`` is the
+    admin login, for migrations, grants, the demo's set-up and the shop stand-in only."""
+    from tierhouse.warehouse.connection import login_url, resolve_url, wait_until_ready
 
     url = resolve_url()
     wait_until_ready(url)
-    return url
+    return login_url(url, job)
 
 
 def cmd_warehouse(args: argparse.Namespace) -> int:
@@ -43,7 +45,7 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
 
     embedded = EmbeddedWarehouse()
     if args.action == "start":
-        print(f"warehouse: {_url().redacted()}")
+        print(f"warehouse: {_url('migrate').redacted()}")
     elif args.action == "stop":
         embedded.stop()
         print("embedded warehouse stopped")
@@ -55,7 +57,7 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
     elif args.action == "migrate":
         from tierhouse.warehouse.migrate import migrate_and_report
 
-        for line in migrate_and_report(_url()):
+        for line in migrate_and_report(_url("migrate")):
             print(line)
     return 0
 
@@ -74,7 +76,7 @@ def cmd_seed_shop(args: argparse.Namespace) -> int:
     shop_dir = Path(args.dir)
     if not shop_dir.is_dir():
         raise UsageError(f"no such directory: {shop_dir} (`tierhouse generate` writes it)")
-    print(f"shop database: {seed_shop_database(_url(), shop_dir)} orders")
+    print(f"shop database: {seed_shop_database(_url('migrate'), shop_dir)} orders")
     return 0
 
 
@@ -85,7 +87,7 @@ def cmd_import_orders(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
-    url = _url()
+    url = _url("ingest")
     summary = import_order_file(url, path)
     print(f"{path.name}: {summary.rows_loaded} lines loaded, {summary.rows_quarantined} quarantined")
     print(format_load_report([r for r in load_report(url) if r.source == "imports"]))
@@ -95,7 +97,7 @@ def cmd_import_orders(args: argparse.Namespace) -> int:
 def cmd_loads(_args: argparse.Namespace) -> int:
     from tierhouse.ingest.loaders import format_load_report, load_report
 
-    reports = load_report(_url())
+    reports = load_report(_url("ingest"))
     print(format_load_report(reports))
     return 0 if all(r.reconciled for r in reports) else 1
 
@@ -103,7 +105,7 @@ def cmd_loads(_args: argparse.Namespace) -> int:
 def cmd_dbt(args: argparse.Namespace) -> int:
     from tierhouse.grading.transform import run_dbt
 
-    return run_dbt(_url(), *args.dbt_args, check=False).returncode
+    return run_dbt(_url("dbt"), *args.dbt_args, check=False).returncode
 
 
 def cmd_manifest(_args: argparse.Namespace) -> int:
@@ -130,7 +132,7 @@ def cmd_run_dag(args: argparse.Namespace) -> int:
         conf = json.loads(args.conf) if args.conf else None
     except json.JSONDecodeError as exc:
         raise UsageError(f"--conf is not JSON: {exc}") from None
-    result = dags_test(LocalAirflow(_url()), args.dag_id, args.logical_date, conf)
+    result = dags_test(LocalAirflow(_url("migrate")), args.dag_id, args.logical_date, conf)
     print(f"{args.dag_id}: run {result.run_id} ended {result.state}")
     return 0 if result.succeeded else 1
 
@@ -139,7 +141,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from tierhouse.grading.summary import format_summary, tier_summary
 
     period_month = parse_period(args.period)
-    rows = tier_summary(_url(), args.policy, period_month)
+    rows = tier_summary(_url("publish"), args.policy, period_month)
     print(format_summary(args.policy, period_month, rows))
     return 0 if rows else 1
 
@@ -148,21 +150,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from tierhouse.grading.explain import explain
 
     period = parse_period(args.period) if args.period else None
-    print(explain(_url(), args.customer, args.policy, period))
+    print(explain(_url("review"), args.customer, args.policy, period))
     return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     from tierhouse.lifecycle.history import customer_history, format_history
 
-    print(format_history(args.customer, customer_history(_url(), args.customer)))
+    print(format_history(args.customer, customer_history(_url("review"), args.customer)))
     return 0
 
 
 def cmd_review(args: argparse.Namespace) -> int:
     from tierhouse.lifecycle.review import add_review, confirm_due_lists
 
-    url = _url()
+    url = _url("review")
     if args.action == "add":
         missing = [name for name in ("policy", "period", "customer", "tier", "reviewer", "reason") if not getattr(args, name)]
         if missing:
@@ -179,7 +181,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 def cmd_appeal(args: argparse.Namespace) -> int:
     from tierhouse.lifecycle import appeals
 
-    url = _url()
+    url = _url("review")
     if args.action == "file":
         missing = [name for name in ("policy", "period", "customer", "request", "recorded_by") if not getattr(args, name)]
         if missing:
@@ -220,7 +222,7 @@ def cmd_dsr(args: argparse.Namespace) -> int:
 
     _local_keys()
     result = pipeline.data_subject_request(
-        args.kind, args.customer, args.requested_by, args.reason, args.field, args.value, args.out, url=_url()
+        args.kind, args.customer, args.requested_by, args.reason, args.field, args.value, args.out, url=_url("steward")
     )
     print(result)
     return 0
@@ -233,7 +235,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if malformed:
         raise UsageError(f"--param takes key=value, got {malformed}")
     params = dict(item.split("=", 1) for item in args.param)
-    outcome = run_checkpoint(_url(), args.checkpoint, params)
+    outcome = run_checkpoint(_url("gate"), args.checkpoint, params)
     for failure in outcome.failures:
         print(f"FAILED {failure}")
     print(f"{args.checkpoint}: {'passed' if outcome.success else 'FAILED'} ({outcome.evaluated} expectations)")
@@ -243,7 +245,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from tierhouse.devtools.demo import run_demo
 
-    return run_demo(_url(), args.customers, args.months, args.seed, verbose=args.verbose)
+    return run_demo(_url("migrate"), args.customers, args.months, args.seed, verbose=args.verbose)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -351,9 +353,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class PlaceholderSecret(TierhouseError, ValueError):
+    """A secret still holds the example value it shipped with."""
+
+
+def refuse_placeholder_secrets() -> None:
+    placeholders = settings.placeholder_secrets(dict(os.environ))
+    if placeholders:
+        raise PlaceholderSecret(
+            f"{', '.join(placeholders)} still hold a placeholder value (see .env.example); set real secrets,"
+            " e.g. `openssl rand -hex 32`"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        refuse_placeholder_secrets()
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130

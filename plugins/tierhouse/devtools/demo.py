@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 
 from tierhouse import settings
 from tierhouse.periods import parse_period
-from tierhouse.warehouse.connection import WarehouseUrl, connect
+from tierhouse.warehouse.connection import WarehouseUrl, connect, login_url
 from tierhouse.warehouse.migrate import migrate_and_report
 
 #: The generator's default end: data runs through October 2026, so October is the demo period.
@@ -64,13 +64,15 @@ def run_demo(url: WarehouseUrl, customers: int, months: int, seed: int, verbose:
     if not (run("tierhouse_ingest", "2026-11-02") and run("tierhouse_backfill", conf=DEMO_BACKFILL)):
         return 1
     print()
-    print(format_load_report(load_report(url)))
+    print(format_load_report(load_report(login_url(url, "ingest"))))
 
     # The review and the appeal are recorded once: a second demo in the same warehouse reports
     # what the first recorded (the product refuses a review of a confirmed list, rightly). Both
     # customers come from the initial list, which no later list changes.
     p1, october = "highend_flower", parse_period(DEMO_PERIOD)
-    with connect(url) as conn, conn.cursor() as cur:
+    # each step as the login of its job, as a person or a DAG task would run it
+    review_url, publish_url = login_url(url, "review"), login_url(url, "publish")
+    with connect(review_url) as conn, conn.cursor() as cur:
         cur.execute(
             "select min(s.customer_key) filter (where s.tier = %s), min(s.customer_key) filter (where s.tier = 'potential')"
             " from history.tier_snapshots as s join history.grading_runs as r using (run_id)"
@@ -87,25 +89,33 @@ def run_demo(url: WarehouseUrl, customers: int, months: int, seed: int, verbose:
         print(f"\n[demo] review: {reviewed} none -> potential on the {DEMO_PERIOD} initial list, recorded before (Art. 8)")
     else:
         add_review(
-            url, p1, october, reviewed, "potential", "Demo Reviewer", "wedding season pipeline confirmed by the store manager"
+            review_url,
+            p1,
+            october,
+            reviewed,
+            "potential",
+            "Demo Reviewer",
+            "wedding season pipeline confirmed by the store manager",
         )
         print(f"\n[demo] review: {reviewed} none -> potential on the {DEMO_PERIOD} initial list (Art. 8)")
     # The review window is 5 mainland-China working days from the initial list; the review DAG is
     # run as of the day after it closes, which confirms every list published above.
-    _, deadline = review_window(url, p1, october)
+    _, deadline = review_window(review_url, p1, october)
     if not run("tierhouse_review", (deadline + timedelta(days=1)).isoformat()):
         return 1
     if not run("tierhouse_quarterly", conf={"quarter_end": DEMO_QUARTER_END}):
         return 1
-    filed = next((a for a in appeal_states(url) if (a.policy, a.period_month, a.customer_key) == (p1, october, appellant)), None)
+    filed = next(
+        (a for a in appeal_states(review_url) if (a.policy, a.period_month, a.customer_key) == (p1, october, appellant)), None
+    )
     appeal_id, due_on = (filed.appeal_id, filed.due_on) if filed else file_appeal(
-        url, p1, october, appellant, "customer says a wedding order booked as a guest checkout is missing", "Demo Service Desk"
+        review_url, p1, october, appellant, "customer says a wedding order booked as a guest checkout is missing", "Demo Service Desk"
     )  # fmt: skip
     if filed and filed.outcome:
         print(f"[demo] appeal {appeal_id[:8]}: {appellant} on the {DEMO_PERIOD} list, answered before ({filed.outcome})")
     else:
         answer_appeal(
-            url, appeal_id, "Demo Service Lead",
+            review_url, appeal_id, "Demo Service Lead",
             "guest-checkout order matched to the member by phone; spend and frequency meet the high tier", new_tier="high",
         )  # fmt: skip
         print(f"[demo] appeal {appeal_id[:8]}: {appellant} potential -> high on the {DEMO_PERIOD} list, answered before {due_on}")
@@ -116,12 +126,12 @@ def run_demo(url: WarehouseUrl, customers: int, months: int, seed: int, verbose:
         (p1, DEMO_QUARTER_END), (p1, DEMO_PERIOD), ("service_levels", DEMO_QUARTER_END), ("abcd", DEMO_QUARTER_END)
     ):  # fmt: skip
         print()
-        print(format_summary(policy, parse_period(period), tier_summary(url, policy, parse_period(period))))
+        print(format_summary(policy, parse_period(period), tier_summary(publish_url, policy, parse_period(period))))
     print()
-    print(format_lists(url))
+    print(format_lists(login_url(url, "audit")))
     print()
     print(format_role_check(url))
     print()
-    print(format_history(appellant, customer_history(url, appellant)))
+    print(format_history(appellant, customer_history(review_url, appellant)))
     print(f"\n[demo] done in {time.monotonic() - started:.0f} s")
     return 0

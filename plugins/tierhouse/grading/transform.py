@@ -9,13 +9,15 @@ import sys
 from pathlib import Path
 
 from tierhouse import settings
-from tierhouse.warehouse.connection import WarehouseUrl
+from tierhouse.warehouse.connection import WarehouseUrl, login_url
 
 
 def dbt_env(url: WarehouseUrl) -> dict[str, str]:
-    """Environment for ``dbt_project/profiles.yml``: the profile reads the warehouse from it."""
+    """Environment for ``dbt_project/profiles.yml``: the warehouse as the dbt login (``url`` names
+    the server and database), and no other secret: no key, no other login's password."""
+    url = login_url(url, "dbt")
     return {
-        **os.environ,
+        **settings.without_secrets(dict(os.environ)),
         "TIERHOUSE_PG_HOST": url.host,
         "TIERHOUSE_PG_PORT": str(url.port),
         "TIERHOUSE_PG_USER": url.user,

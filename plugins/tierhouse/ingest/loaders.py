@@ -38,7 +38,6 @@ from tierhouse.ingest.parsing import (
     read_export,
     repeated_key_detail,
 )
-from tierhouse.privacy import access
 from tierhouse.privacy.crypto import encrypt, normalise_phone, pseudonymise
 from tierhouse.warehouse.connection import WarehouseUrl, connect, session
 from tierhouse.warehouse.migrate import require_migrated
@@ -190,7 +189,6 @@ def _load_file(
     known_stores: frozenset[str] | None,
 ) -> Tally:
     """Replace one file's rows, batch by batch, inside the caller's transaction."""
-    access.act_as(cur, "loader")
     # Loads of one source take turns until commit, so the duplicate check below sees every row
     # committed before it and two loads can never both commit a key.
     cur.execute("select pg_advisory_xact_lock(hashtext('tierhouse.load.' || %s))", (source.name,))
@@ -359,7 +357,6 @@ def extract_shop_orders(url: WarehouseUrl, shop_url: WarehouseUrl | None = None)
     source_amount = sum((line[7] for line in lines), Decimal("0"))
 
     with connect(url) as conn, conn.cursor() as cur:
-        access.act_as(cur, "loader")
         cur.execute("create temp table incoming_orders (like raw.shop_orders including defaults) on commit drop")
         _copy_rows(
             cur,

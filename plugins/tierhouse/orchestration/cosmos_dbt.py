@@ -33,7 +33,7 @@ def profile_config() -> ProfileConfig:
         profile_name="tierhouse",
         target_name="airflow",
         profile_mapping=WarehouseProfileMapping(
-            conn_id=settings.WAREHOUSE_CONN_ID, profile_args={"schema": "analytics", "role": access.DBT_ROLE}
+            conn_id=settings.warehouse_conn_id("dbt"), profile_args={"schema": "analytics", "role": access.DBT_ROLE}
         ),
     )
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from tierhouse import settings
 from tierhouse.errors import TierhouseError
 from tierhouse.periods import TIMEZONE
-from tierhouse.privacy.crypto import ensure_local_key
-from tierhouse.warehouse.connection import WarehouseUrl
+from tierhouse.privacy.crypto import KEY_ENV, KEYS_FILE_ENV, PII_KEY_ENV, ensure_local_key
+from tierhouse.warehouse.connection import JOBS, WarehouseUrl, login_url
 
 DEFAULT_AIRFLOW_HOME = Path(os.environ.get("TIERHOUSE_AIRFLOW_HOME", settings.PROJECT_ROOT / ".airflow"))
 
@@ -41,10 +41,31 @@ class LocalAirflow:
         return airflow_env(self.url, self.home, dict(self.extra_env))
 
 
+def _write_private(path: Path, content: dict) -> None:
+    """A JSON file only its owner reads (0600 from the start, replaced atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(content, out)
+    os.replace(temp, path)
+
+
 def airflow_env(url: WarehouseUrl, home: Path = DEFAULT_AIRFLOW_HOME, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for a local Airflow whose warehouse connection points at ``url``."""
+    """Environment for a local Airflow whose warehouse connections (one per job, each with that
+    job's login) point at ``url``'s server and database.
+
+    No secret is in it: the connections are in a file read by Airflow's local-filesystem secrets
+    backend and the keys in another (both 0600), so dbt, which Cosmos runs in the task's process,
+    finds neither its peers' passwords nor the keys with ``env_var``."""
+    connections = {settings.warehouse_conn_id(job): login_url(url, job).url() for job in JOBS}
+    _write_private(home / "connections.json", connections)
+    keys = {name: value for name, value in os.environ.items() if name.startswith((KEY_ENV, PII_KEY_ENV))}
+    for name, value in ensure_local_key().items():
+        keys.setdefault(name, value)  # a key from the environment (a deployment's) wins
+    _write_private(home / "keys.json", keys)
     env = {
-        **os.environ,
+        **settings.without_secrets(dict(os.environ)),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.PROJECT_ROOT / "plugins"),
@@ -57,12 +78,12 @@ def airflow_env(url: WarehouseUrl, home: Path = DEFAULT_AIRFLOW_HOME, extra: dic
         "SCARF_ANALYTICS": "false",
         "DO_NOT_TRACK": "1",
         "GX_ANALYTICS_ENABLED": "False",
-        f"AIRFLOW_CONN_{settings.WAREHOUSE_CONN_ID.upper()}": url.url(),
+        "AIRFLOW__SECRETS__BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
+        "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps({"connections_file_path": str(home / "connections.json")}),
+        KEYS_FILE_ENV: str(home / "keys.json"),
         "TIERHOUSE_HOME": str(settings.PROJECT_ROOT),
         "TIERHOUSE_RETRY_DELAY_SECONDS": os.environ.get("TIERHOUSE_RETRY_DELAY_SECONDS", "1"),
     }
-    for name, value in ensure_local_key().items():
-        env.setdefault(name, value)  # a key from the environment (a deployment's) wins
     env.update(extra or {})
     return env
 

@@ -13,11 +13,12 @@ from tierhouse.warehouse.connection import WarehouseUrl
 log = logging.getLogger(__name__)
 
 
-def warehouse_url() -> WarehouseUrl:
-    """The warehouse as the ``tierhouse_warehouse`` Airflow connection describes it."""
+def warehouse_url(job: str) -> WarehouseUrl:
+    """The warehouse as ``job``'s login, from its Airflow connection (``tierhouse_warehouse_<job>``;
+    ``tierhouse_warehouse`` for the migrate step): each task connects with its own job's login."""
     from airflow.sdk import BaseHook
 
-    conn = BaseHook.get_connection(settings.WAREHOUSE_CONN_ID)
+    conn = BaseHook.get_connection(settings.warehouse_conn_id(job))
     return WarehouseUrl(
         host=conn.host or "127.0.0.1",
         port=int(conn.port or 5432),
@@ -29,9 +30,12 @@ def warehouse_url() -> WarehouseUrl:
 
 def migrate_warehouse() -> list[str]:
     """Every DAG's first task: apply the warehouse migrations it lacks (tierhouse.warehouse.migrate)."""
+    from tierhouse.warehouse.connection import LOGINS
     from tierhouse.warehouse.migrate import migrate
 
-    applied = [migration.label for migration in migrate(warehouse_url())]
+    # each login gets the password its job's Airflow connection holds
+    passwords = {job: warehouse_url(job).password for job in LOGINS}
+    applied = [migration.label for migration in migrate(warehouse_url("migrate"), passwords=passwords)]
     log.info("warehouse migrations applied: %s", ", ".join(applied) or "none (up to date)")
     return applied
 
@@ -43,7 +47,7 @@ def load_exports(source_name: str) -> dict:
     from tierhouse.ingest.sources import SOURCES
 
     source = SOURCES[source_name]
-    summary = loaders.load_exports(warehouse_url(), source, settings.DATA_DIR / source.subdir)
+    summary = loaders.load_exports(warehouse_url("ingest"), source, settings.DATA_DIR / source.subdir)
     log.info("%s exports: %s", source_name, summary)
     return summary.__dict__
 
@@ -51,7 +55,7 @@ def load_exports(source_name: str) -> dict:
 def extract_shop_orders() -> dict:
     from tierhouse.ingest import loaders
 
-    summary = loaders.extract_shop_orders(warehouse_url())
+    summary = loaders.extract_shop_orders(warehouse_url("ingest"))
     log.info("shop orders: %s", summary)
     return summary.__dict__
 
@@ -59,7 +63,7 @@ def extract_shop_orders() -> dict:
 def check_raw_quality() -> int:
     from tierhouse.grading import quality
 
-    return quality.gate(warehouse_url(), "ingest_raw").evaluated
+    return quality.gate(warehouse_url("ingest"), "ingest_raw").evaluated
 
 
 # -- grading ----------------------------------------------------------------------------------
@@ -82,7 +86,7 @@ def apply_access_controls() -> list[str]:
     """Each role's grants on the pipeline's schemas, dbt's relations included (tierhouse.privacy.access)."""
     from tierhouse.privacy import access
 
-    access.apply(warehouse_url())
+    access.apply(warehouse_url("migrate"))
     return list(access.ROLES)
 
 
@@ -90,7 +94,7 @@ def load_policies() -> list[str]:
     from tierhouse.grading import policy
 
     policies = policy.discover()
-    policy.load_policies(warehouse_url(), policies)
+    policy.load_policies(warehouse_url("ingest"), policies)
     return [p.policy_version_id for p in policies]
 
 
@@ -99,9 +103,8 @@ def check_deidentification() -> int:
     customer's name anywhere in the other schemas fails the run before anything is published."""
     from tierhouse.privacy import deidentification, dsr
 
-    url = warehouse_url()
-    names = dsr.customer_names(url, "tierhouse pipeline", "de-identification gate before publish")
-    return deidentification.gate(url, names).evaluated
+    names = dsr.customer_names(warehouse_url("steward"), "tierhouse pipeline", "de-identification gate before publish")
+    return deidentification.gate(warehouse_url("gate"), names).evaluated
 
 
 def audit_tiers(policy: str, period: str) -> int:
@@ -116,7 +119,7 @@ def audit_tiers(policy: str, period: str) -> int:
     if not versions:
         raise UnknownPolicy(f"no policy file for {policy!r}")
     tiers = sorted({tier.code for p in versions for tier in p.tiers} | {NO_TIER})
-    url, period_month = warehouse_url(), parse_period(period)
+    url, period_month = warehouse_url("publish"), parse_period(period)
     population.require_graded_customers(url, policy, period_month)
     filters = {"policy": policy, "period_month": period_month.isoformat()}
     try:
@@ -152,7 +155,7 @@ def publish_tiers(policy: str, period: str, run_id: str | None) -> dict:
     """Record and publish the period's initial list (once; see tierhouse.lifecycle.publish)."""
     from tierhouse.lifecycle import publish
 
-    outcome = publish.publish_initial_list(warehouse_url(), policy, parse_period(period), run_id)
+    outcome = publish.publish_initial_list(warehouse_url("publish"), policy, parse_period(period), run_id)
     if outcome.status == "restatement_candidate":
         log.warning("%s %s: results differ from the published list; recorded as a restatement candidate", policy, period)
     return outcome.__dict__
@@ -162,7 +165,7 @@ def summarise_tiers(policy: str, period: str) -> str:
     from tierhouse.grading import summary
 
     period_month = parse_period(period)
-    text = summary.format_summary(policy, period_month, summary.tier_summary(warehouse_url(), policy, period_month))
+    text = summary.format_summary(policy, period_month, summary.tier_summary(warehouse_url("publish"), policy, period_month))
     log.info("\n%s", text)
     return text
 
@@ -171,7 +174,7 @@ def confirm_due_lists(today: date, run_id: str | None) -> list[dict]:
     """Art. 8: publish the confirmed list of every initial list whose review window has closed."""
     from tierhouse.lifecycle.review import confirm_due_lists as confirm
 
-    return [outcome.__dict__ for outcome in confirm(warehouse_url(), today, run_id)]
+    return [outcome.__dict__ for outcome in confirm(warehouse_url("publish"), today, run_id)]
 
 
 # -- calendars, quarterly re-grade, appeals, backfill -------------------------------------------
@@ -248,14 +251,14 @@ def quarter_to_regrade(requested: str | None, data_interval_start: date | None, 
 def regrade_base_ready(policy: str, period: str) -> bool:
     from tierhouse.lifecycle import regrade
 
-    return regrade.base_ready(warehouse_url(), policy, parse_period(period))
+    return regrade.base_ready(warehouse_url("publish"), policy, parse_period(period))
 
 
 def regrade_quarter(policy: str, period: str, run_id: str | None) -> dict:
     """Art. 9: the quarterly list on the last three months' trend (see tierhouse.lifecycle.regrade)."""
     from tierhouse.lifecycle import regrade
 
-    outcome = regrade.regrade_quarter(warehouse_url(), policy, parse_period(period), run_id)
+    outcome = regrade.regrade_quarter(warehouse_url("publish"), policy, parse_period(period), run_id)
     if outcome.status == "restatement_candidate":
         log.warning("%s %s: quarterly results differ from the recorded list; recorded as a restatement candidate", policy, period)
     return outcome.__dict__
@@ -265,7 +268,7 @@ def check_appeal_deadlines(today: date) -> dict[str, int]:
     """Art. 9: fail (and so alert) while any appeal is past its due day without an answer."""
     from tierhouse.lifecycle import appeals
 
-    counts = appeals.check_deadlines(warehouse_url(), today)
+    counts = appeals.check_deadlines(warehouse_url("audit"), today)
     log.info("appeals on %s: %s", today, counts or "none")
     return counts
 
@@ -280,7 +283,7 @@ def data_subject_request(
     from tierhouse.lifecycle import history
     from tierhouse.privacy import dsr
 
-    url = url or warehouse_url()
+    url = url or warehouse_url("steward")
     if kind == "access":
         out = Path(out_dir or settings.STATE_DIR / "dsr")
         path = dsr.access(url, customer, requested_by, reason, out, history.customer_history(url, customer))

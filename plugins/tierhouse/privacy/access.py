@@ -23,104 +23,127 @@ a reader, so a view over ``pii`` or ``marts`` shows bi_reader nothing.
 
 from __future__ import annotations
 
-from tierhouse.warehouse.connection import WarehouseUrl, connect
+from tierhouse.warehouse.connection import WarehouseUrl, connect, login_url
 from tierhouse.warehouse.migrate import require_migrated
 
-ROLES = ("loader", "transformer", "bi_reader", "auditor", "steward")
-PIPELINE_SCHEMAS = ("raw", "pii", "analytics", "staging", "intermediate", "marts", "published", "history", "audit")
-#: The role dbt runs as (dbt_project/profiles.yml and the Cosmos profile)
+ROLES = ("loader", "transformer", "publisher", "reviewer", "gate", "bi_reader", "auditor", "steward")
+PIPELINE_SCHEMAS = (
+    "raw", "pii", "shop", "analytics", "staging", "intermediate", "marts", "published", "history", "audit", "tierhouse_meta",
+)  # fmt: skip
+DBT_SCHEMAS = ("analytics", "staging", "intermediate", "marts")
+#: The role dbt runs as (dbt_project/profiles.yml and the Cosmos profile): it owns what dbt builds
 DBT_ROLE = "transformer"
+#: What BI tools read, by name: a relation placed in ``published`` later is not granted by accident
+BI_RELATIONS = ("published.customer_tiers", "published.current_customer_tiers", "published.tier_distribution")
+POLICY_TABLES = (
+    "raw.policy_versions", "raw.policy_tier_conditions", "raw.policy_score_bands", "raw.policy_band_conditions",
+    "raw.policy_regrade_conditions", "raw.policy_settings",
+)  # fmt: skip
 
 
 def _grants() -> str:
     schemas = ", ".join(PIPELINE_SCHEMAS)
+    roles = ", ".join(ROLES)
+    dbt_schemas = ", ".join(DBT_SCHEMAS)
+    policy_tables = ", ".join(POLICY_TABLES)
     return f"""
 -- start from nothing, so a grant removed here is removed from the database too
-revoke all on schema {schemas} from {", ".join(ROLES)};
-revoke all on all tables in schema {schemas} from {", ".join(ROLES)};
+revoke all on schema {schemas} from {roles};
+revoke all on all tables in schema {schemas} from {roles};
+revoke all on all sequences in schema {schemas} from {roles};
 
-grant usage, create on schema raw, pii to loader;
-grant select, insert, update, delete on all tables in schema raw, pii to loader;
-grant usage, select on all sequences in schema raw, pii to loader;
-alter default privileges in schema raw, pii grant select, insert, update, delete on tables to loader;
+-- loader: writes raw; appends to pii, seeing only which file and line a row came from (a file
+-- loaded again replaces its rows), never personal data; reads the shop stand-in it extracts
+grant usage on schema raw, pii, shop to loader;
+grant select, insert, update, delete on all tables in schema raw to loader;
+grant usage, select on all sequences in schema raw to loader;
+grant insert, delete on all tables in schema pii to loader;
+grant select (_source_file, _source_line) on pii.crm_members, pii.service_tickets to loader;
+grant select on all tables in schema shop to loader;
 
+-- transformer (dbt): reads raw, builds in the dbt schemas; nothing in published, history, pii
 grant usage on schema raw to transformer;
 grant select on all tables in schema raw to transformer;
-alter default privileges in schema raw grant select on tables to transformer;
-grant usage, create on schema analytics, staging, intermediate, marts, published, history to transformer;
+grant usage, create on schema {dbt_schemas} to transformer;
 -- all (truncate too: dbt reloads seeds with it); the revoke above also strips an owner's own rights
-grant all on all tables in schema analytics, staging, intermediate, marts, published to transformer;
-alter default privileges in schema analytics, staging, intermediate, marts, published grant all on tables to transformer;
-grant select, insert on all tables in schema history to transformer;
-alter default privileges in schema history grant select, insert on tables to transformer;
+grant all on all tables in schema {dbt_schemas} to transformer;
 
+-- publisher (publish tasks) and reviewer (people's review and appeal commands, which publish
+-- confirmed and corrected lists): read the marts and policies, append to history, write the
+-- published table; no CREATE anywhere, so no view or trigger of theirs can appear
+grant usage on schema raw, marts, history, published to publisher, reviewer;
+grant select on {policy_tables} to publisher, reviewer;
+grant select on all tables in schema marts to publisher, reviewer;
+grant select, insert on all tables in schema history to publisher, reviewer;
+grant select, insert, update, delete on published.customer_tiers to publisher, reviewer;
+
+-- gate: reads every schema it scans, writes nothing
+grant usage on schema raw, {dbt_schemas}, published, history, audit to gate;
+grant select on all tables in schema raw, {dbt_schemas}, published, history, audit to gate;
+
+-- bi_reader: the published relations by name
 grant usage on schema published to bi_reader;
-grant select on all tables in schema published to bi_reader;
-alter default privileges in schema published grant select on tables to bi_reader;
+grant select on {", ".join(BI_RELATIONS)} to bi_reader;
 
 grant usage on schema history, audit to auditor;
 grant select on all tables in schema history, audit to auditor;
-alter default privileges in schema history, audit grant select on tables to auditor;
 
-grant usage on schema pii to steward;
+-- steward: personal data only through the logged functions; a data-subject request records
+-- itself, adds a CRM member version and blanks personal data by key, without reading it
+grant usage on schema raw, pii, intermediate, marts, published, history, audit to steward;
 grant execute on function pii.read_customer(text, text, text), pii.customer_names(text, text) to steward;
+grant select, insert on audit.dsr_requests to steward;
+grant select, insert on raw.crm_members to steward;
+grant select on raw.service_tickets, published.customer_tiers to steward;
+grant select on all tables in schema intermediate, marts, history to steward;
+grant insert on pii.crm_members to steward;
+grant select (member_id), update (name, phone, address) on pii.crm_members to steward;
+grant select (ticket_id), update (note) on pii.service_tickets to steward;
+
+-- what dbt builds next is readable by the jobs that read it, and by no one else
+alter default privileges for role {DBT_ROLE} in schema {dbt_schemas} revoke all on tables from public;
+alter default privileges for role {DBT_ROLE} in schema {dbt_schemas} grant select on tables to gate;
+alter default privileges for role {DBT_ROLE} in schema marts grant select on tables to publisher, reviewer;
+alter default privileges for role {DBT_ROLE} in schema intermediate, marts grant select on tables to steward;
 """
 
 
 def apply(url: WarehouseUrl) -> None:
     """Grant each role its rights on every schema, table and function of the pipeline, dbt's
     relations included (revoking whatever else they held); idempotent. It creates nothing: the
-    roles, schemas, the audit tables, the logged read path and the BI views are migrations."""
+    roles, schemas, the audit tables, the logged read path and the BI views are migrations.
+    Run by the migrate job's login (it grants on relations other roles own)."""
     with connect(url) as conn, conn.cursor() as cur:
         require_migrated(cur)
         # two runs granting on the same objects at once fail on the same catalog rows
         cur.execute("select pg_advisory_xact_lock(hashtext('tierhouse.privacy.access'))")
         cur.execute(_grants())
-        # the pipeline's own login acts through these roles (SET ROLE), so it must hold them
-        cur.execute("select rolsuper from pg_roles where rolname = current_user")
-        if not cur.fetchone()[0]:
-            cur.execute(f"grant {', '.join(ROLES)} to current_user")
 
 
+#: (job, table, column counted): personal columns for pii, where the steward may see only keys
 ROLE_CHECKS = (
-    ("bi_reader", "published.current_customer_tiers"),
-    ("bi_reader", "marts.fct_customer_tiers"),
-    ("bi_reader", "pii.crm_members"),
-    ("auditor", "history.tier_changes"),
-    ("auditor", "pii.crm_members"),
-    ("steward", "pii.crm_members"),
+    ("bi", "published.current_customer_tiers", "customer_key"),
+    ("bi", "marts.fct_customer_tiers", "customer_key"),
+    ("bi", "pii.crm_members", "name"),
+    ("audit", "history.tier_changes", "customer_key"),
+    ("audit", "pii.crm_members", "name"),
+    ("steward", "pii.crm_members", "name"),
 )
 
 
 def format_role_check(url: WarehouseUrl) -> str:
-    """What a few roles see, read as those roles: the grants in force, for the demo."""
+    """What a few logins see, each connected with its own password: the grants in force, for the demo."""
     import psycopg2
 
-    lines = ["Access as each role (SET ROLE)"]
-    for role, table in ROLE_CHECKS:
-        with connect(url) as conn, conn.cursor() as cur:
-            cur.execute(f"set local role {role}")
+    lines = ["Access as each login (its own password, no superuser)"]
+    for job, table, column in ROLE_CHECKS:
+        login = login_url(url, job)
+        with connect(login) as conn, conn.cursor() as cur:
             try:
-                cur.execute(f"select count(*) from {table}")
+                cur.execute(f"select count({column}) from {table}")
                 outcome = f"{cur.fetchone()[0]} rows"
             except psycopg2.errors.InsufficientPrivilege:
                 outcome = "permission denied"
                 conn.rollback()
-        lines.append(f"  {role:<10} select from {table:<36} {outcome}")
+        lines.append(f"  {login.user:<10} select from {table:<36} {outcome}")
     return "\n".join(lines)
-
-
-def act_as(cur, role: str) -> bool:
-    """For the rest of the transaction, act as ``role`` (SET LOCAL ROLE) once this warehouse has
-    granted its roles their rights (``apply``, which the DAGs run before loading); a database
-    without the grants — a unit test's, or one being set up — keeps the login's rights. Returns
-    whether the role is now in force."""
-    cur.execute(
-        "select case when exists (select 1 from pg_roles where rolname = %s)"
-        " then has_schema_privilege(%s, 'raw', 'USAGE') else false end",
-        (role, role),
-    )
-    if cur.fetchone()[0]:
-        cur.execute(f"set local role {role}")
-        return True
-    return False

@@ -77,6 +77,24 @@ def ensure_local_key() -> dict[str, str]:
         raise MissingKeyError(f"cannot use the local key file {path}: {exc.strerror or exc}") from exc
 
 
+#: A JSON file of the keys (mode 0600) read instead of the environment: the local Airflow
+#: passes keys this way, so that no child process (dbt's ``env_var``) finds them in its environment.
+KEYS_FILE_ENV = "TIERHOUSE_KEYS_FILE"
+
+
+def secret(name: str) -> str | None:
+    """A key setting from the environment, else from the keys file; a placeholder value
+    (``change-me``, empty, ...) is refused, never used."""
+    value = os.environ.get(name)
+    if value is None and os.environ.get(KEYS_FILE_ENV):
+        value = json.loads(Path(os.environ[KEYS_FILE_ENV]).read_text()).get(name)
+    if value is None:
+        return None
+    if value.strip().lower() in settings.PLACEHOLDER_SECRETS:
+        raise MissingKeyError(f"{name} holds a placeholder value; set a real secret (e.g. `openssl rand -hex 32`)")
+    return value
+
+
 @lru_cache(maxsize=4)
 def _key(raw: str) -> bytes:
     return raw.encode()
@@ -84,7 +102,7 @@ def _key(raw: str) -> bytes:
 
 def pseudonymise(kind: str, value: str) -> str:
     """``v<version>:<hex>``: HMAC-SHA256 over the kind and the normalised value."""
-    raw = os.environ.get(KEY_ENV)
+    raw = secret(KEY_ENV)
     if not raw:
         raise MissingKeyError(f"set {KEY_ENV} (the secret for pseudonymous keys) before loading personal data")
     if len(raw.encode()) < MIN_KEY_BYTES:
@@ -92,7 +110,7 @@ def pseudonymise(kind: str, value: str) -> str:
         raise WeakKeyError(
             f"{KEY_ENV} must be at least {MIN_KEY_BYTES} bytes, e.g. `openssl rand -hex 32`; it has {len(raw.encode())}"
         )
-    version = os.environ.get(KEY_VERSION_ENV, "1")
+    version = secret(KEY_VERSION_ENV) or "1"
     digest = hmac.new(_key(raw), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
     return f"v{version}:{digest[:32]}"
 
@@ -103,8 +121,8 @@ class DecryptionError(TierhouseError, ValueError):
 
 def _encryption_key(version: str) -> bytes:
     """The current key, or an older one kept as TIERHOUSE_PII_KEY_V<n> while rows are re-encrypted."""
-    current = os.environ.get(PII_KEY_VERSION_ENV, "1")
-    raw = os.environ.get(PII_KEY_ENV) if version == current else os.environ.get(f"{PII_KEY_ENV}_V{version}")
+    current = secret(PII_KEY_VERSION_ENV) or "1"
+    raw = secret(PII_KEY_ENV) if version == current else secret(f"{PII_KEY_ENV}_V{version}")
     if not raw:
         raise MissingKeyError(f"set {PII_KEY_ENV} (version {version}) to encrypt or decrypt personal data")
     try:
@@ -122,7 +140,7 @@ def encrypt(value: str | None, context: str) -> str | None:
         return None
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    version = os.environ.get(PII_KEY_VERSION_ENV, "1")
+    version = secret(PII_KEY_VERSION_ENV) or "1"
     nonce = secrets.token_bytes(12)
     sealed = AESGCM(_encryption_key(version)).encrypt(nonce, value.encode(), context.encode())
     return f"enc:v{version}:{base64.urlsafe_b64encode(nonce + sealed).decode()}"

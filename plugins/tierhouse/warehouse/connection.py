@@ -8,6 +8,7 @@ TCP host and a server that outlives any one command.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -85,7 +86,8 @@ class EmbeddedWarehouse:
         self.state_dir = (state_dir or settings.STATE_DIR).resolve()
         self.pgdata = self.state_dir / "pgdata"
         self.socket_dir = self.state_dir / "run"
-        self.logfile = self.state_dir / "postgres.log"
+        # the server's own folder (its OS user's, 0700): the socket and the server log
+        self.logfile = self.socket_dir / "postgres.log"
         self.credentials_file = self.state_dir / "credentials.json"
         self.requested_port = port or int(os.environ.get("TIERHOUSE_EMBEDDED_PORT", DEFAULT_EMBEDDED_PORT))
 
@@ -94,9 +96,11 @@ class EmbeddedWarehouse:
     def bin_dir() -> Path:
         return Path(_pgserver_utils().POSTGRES_VERSIONS[18])
 
-    def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(self, tool: str, *args: str, check: bool = True, password: str | None = None) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bin_dir() / tool), *args]
         kwargs: dict = {"capture_output": True, "text": True, "check": False}
+        if password is not None:
+            kwargs["env"] = {**settings.without_secrets(dict(os.environ)), "PGPASSWORD": password}
         if os.geteuid() == 0:
             kwargs["user"] = SERVER_OS_USER
             kwargs["cwd"] = "/tmp"
@@ -105,18 +109,52 @@ class EmbeddedWarehouse:
             raise WarehouseError(f"{tool} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}")
         return result
 
-    def _prepare_os_user(self) -> None:
-        if os.geteuid() != 0:
-            return
-        pgs = _pgserver_utils()
-        entry = pgs.ensure_user_exists(SERVER_OS_USER)
-        bin_root = self.bin_dir().parent
-        pgs.ensure_prefix_permissions(bin_root)
-        pgs.ensure_folder_permissions(bin_root, 0o055)
+    def _secure_layout(self) -> None:
+        """The state folder belongs to whoever runs the project (0711: others may pass through to
+        the server's folders, never list or replace the key files); the cluster and the run
+        folder (socket, server log) belong to the server's OS user, 0700: no other local user
+        reaches the socket. When not root the server runs as the project's user and owns all."""
         for path in (self.state_dir, self.pgdata, self.socket_dir):
             path.mkdir(parents=True, exist_ok=True)
-            os.chown(path, entry.pw_uid, entry.pw_gid)
-        pgs.ensure_prefix_permissions(self.pgdata)
+        if os.geteuid() == 0:
+            pgs = _pgserver_utils()
+            entry = pgs.ensure_user_exists(SERVER_OS_USER)
+            bin_root = self.bin_dir().parent
+            pgs.ensure_prefix_permissions(bin_root)
+            pgs.ensure_folder_permissions(bin_root, 0o055)
+            pgs.ensure_prefix_permissions(self.state_dir)  # the server passes through the parents
+            # a state folder from before this layout belonged to the server's user: taken back
+            os.chown(self.state_dir, 0, 0)
+            for path in (self.pgdata, self.socket_dir):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        self.state_dir.chmod(0o711)
+        for path in (self.pgdata, self.socket_dir):
+            path.chmod(0o700)
+        for secret_file in (self.credentials_file, *self.state_dir.glob("*.json")):
+            if secret_file.exists():
+                if os.geteuid() == 0:
+                    os.chown(secret_file, 0, 0)
+                secret_file.chmod(0o600)
+
+    def _require_password_auth(self) -> None:
+        """No ``trust`` line in pg_hba.conf: a cluster made before scram everywhere is converted
+        (its superuser has had a password since initdb)."""
+        hba = self.pgdata / "pg_hba.conf"
+        text = hba.read_text()
+        lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        if not any(line.split()[-1] == "trust" for line in lines):
+            return
+        converted = "\n".join(
+            line.rsplit("trust", 1)[0] + "scram-sha-256"
+            if line.strip() and not line.lstrip().startswith("#") and line.split()[-1] == "trust"
+            else line
+            for line in text.splitlines()
+        )
+        stat = hba.stat()
+        hba.write_text(converted + "\n")
+        os.chown(hba, stat.st_uid, stat.st_gid)
+        if self.is_running():
+            self._run("pg_ctl", "reload", "-D", str(self.pgdata))
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
@@ -136,16 +174,14 @@ class EmbeddedWarehouse:
         return self._run("pg_ctl", "status", "-D", str(self.pgdata), check=False).returncode == 0
 
     def init(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.pgdata.mkdir(parents=True, exist_ok=True)
-        self.socket_dir.mkdir(parents=True, exist_ok=True)
-        self._prepare_os_user()
+        self._secure_layout()
         if self.initialised:
             return
         if (self.pgdata / "PG_VERSION").exists():
             raise WarehouseError(f"{self.pgdata} holds a cluster but {self.credentials_file} is missing; remove both")
         password = secrets.token_urlsafe(24)
-        pwfile = self.state_dir / "initdb.pw"
+        # the password file sits in the server's own folder for initdb to read, then goes
+        pwfile = self.socket_dir / "initdb.pw"
         pwfile.write_text(password)
         if os.geteuid() == 0:
             shutil.chown(pwfile, SERVER_OS_USER)
@@ -155,7 +191,7 @@ class EmbeddedWarehouse:
                 "-D", str(self.pgdata),
                 "-U", EMBEDDED_USER,
                 f"--pwfile={pwfile}",
-                "--auth-local=trust",
+                "--auth-local=scram-sha-256",
                 "--auth-host=scram-sha-256",
                 "--encoding=UTF8",
                 "--locale=C.UTF-8",
@@ -163,17 +199,18 @@ class EmbeddedWarehouse:
         finally:
             pwfile.unlink(missing_ok=True)
         port = _free_port(self.requested_port)
-        self.credentials_file.write_text(
-            json.dumps({"user": EMBEDDED_USER, "password": password, "dbname": EMBEDDED_DB, "port": port})
-        )
-        self.credentials_file.chmod(0o600)
+        fd = os.open(self.credentials_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"user": EMBEDDED_USER, "password": password, "dbname": EMBEDDED_DB, "port": port}, out)
         self.start()
-        self._run("createdb", "-h", str(self.socket_dir), "-p", str(port), "-U", EMBEDDED_USER, EMBEDDED_DB)
+        self._run("createdb", "-h", str(self.socket_dir), "-p", str(port), "-U", EMBEDDED_USER, EMBEDDED_DB, password=password)
 
     def start(self) -> WarehouseUrl:
         if not self.initialised:
             self.init()
             return self.url()
+        self._secure_layout()
+        self._require_password_auth()
         if self.is_running():
             return self.url()
         port = int(self.credentials()["port"])
@@ -227,6 +264,74 @@ def resolve_url(start_embedded: bool = True) -> WarehouseUrl:
     if not embedded.initialised:
         raise WarehouseError("no WAREHOUSE_URL and the embedded warehouse is not initialised; run `make warehouse`")
     return embedded.url()
+
+
+@dataclass(frozen=True)
+class Login:
+    """A login role for one job: a member of its group role only, never a superuser."""
+
+    job: str
+    user: str
+    group: str
+    purpose: str
+
+    @property
+    def password_env(self) -> str:
+        return f"TIERHOUSE_{self.job.upper()}_PASSWORD"
+
+
+#: The migration step's job: the admin login (WAREHOUSE_URL or the embedded superuser), used to
+#: apply migrations and grants and to create the other logins, and for nothing else.
+MIGRATE_JOB = "migrate"
+LOGINS = {
+    login.job: login
+    for login in (
+        Login("ingest", "th_ingest", "loader", "loads exports and policies, extracts the shop, checks raw quality"),
+        Login("dbt", "th_dbt", "transformer", "dbt builds (as transformer, which owns what dbt builds)"),
+        Login("publish", "th_publish", "publisher", "publish gates, records and publishes lists, confirms, re-grades"),
+        Login("gate", "th_gate", "gate", "the de-identification gate and ad-hoc checkpoints (SELECT only)"),
+        Login("bi", "th_bi", "bi_reader", "BI tools: the published lists"),
+        Login("audit", "th_audit", "auditor", "auditors and the appeal-deadline check: history and audit"),
+        Login("steward", "th_steward", "steward", "data-subject requests and the logged read of personal data"),
+        Login("review", "th_review", "reviewer", "people-facing commands: reviews, appeals, explain, history"),
+    )
+}
+JOBS = (MIGRATE_JOB, *LOGINS)
+
+
+def login_store() -> Path:
+    """The generated passwords of the logins when the environment brings none (local runs)."""
+    return settings.STATE_DIR / "logins.json"
+
+
+def login_passwords() -> dict[str, str]:
+    """Each login's password: ``TIERHOUSE_<JOB>_PASSWORD`` from the environment (a deployment's
+    secrets), else the local store, generated once (mode 0600, git-ignored)."""
+    store = login_store()
+    stored: dict[str, str] = json.loads(store.read_text()) if store.exists() else {}
+    missing = [job for job in LOGINS if job not in stored]
+    if missing and not all(os.environ.get(LOGINS[job].password_env) for job in missing):
+        stored |= {job: secrets.token_urlsafe(24) for job in missing}
+        store.parent.mkdir(parents=True, exist_ok=True)
+        temp = store.with_suffix(".tmp")
+        temp.write_text(json.dumps(stored))
+        temp.chmod(0o600)
+        os.replace(temp, store)
+    return {job: os.environ.get(login.password_env) or stored[job] for job, login in LOGINS.items()}
+
+
+def login_url(base: WarehouseUrl, job: str) -> WarehouseUrl:
+    """``base`` (host, port, database) as the login of ``job``; the migrate job keeps ``base``'s."""
+    if job == MIGRATE_JOB:
+        return base
+    if job not in LOGINS:
+        raise WarehouseError(f"unknown warehouse job {job!r}; one of {', '.join(JOBS)}")
+    return dataclasses.replace(base, user=LOGINS[job].user, password=login_passwords()[job])
+
+
+def url_for(job: str, start_embedded: bool = True) -> WarehouseUrl:
+    """The warehouse as ``job``'s login sees it (:func:`resolve_url`, then :func:`login_url`)."""
+    return login_url(resolve_url(start_embedded), job)
 
 
 def wait_until_ready(url: WarehouseUrl, timeout_s: float = 30.0) -> None:

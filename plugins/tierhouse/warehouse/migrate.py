@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tierhouse.warehouse.connection import WarehouseError, WarehouseUrl, session
+from tierhouse.settings import PLACEHOLDER_SECRETS
+from tierhouse.warehouse.connection import LOGINS, WarehouseError, WarehouseUrl, login_passwords, session
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 VERSION_TABLE = "tierhouse_meta.schema_migrations"
@@ -31,6 +32,9 @@ create table if not exists {VERSION_TABLE} (
     applied_at timestamptz not null default now(),
     applied_by text        not null default session_user
 );
+-- every login checks it before it works (require_migrated); it holds nothing secret
+grant usage on schema tierhouse_meta to public;
+grant select on {VERSION_TABLE} to public;
 """
 
 
@@ -55,8 +59,9 @@ class Migration:
 
 
 def migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """The migration files, oldest first; numbered 0001, 0002, ... without gaps or repeats (two
-    branches that both add the same number then fail here, not in the warehouse)."""
+    """The migration files, oldest first, in increasing numbers without repeats (two branches that
+    both add the same number then fail here, not in the warehouse). Gaps are allowed: work done in
+    parallel takes its own block of numbers (0100-0199, 0200-0299, ...)."""
     found = []
     for path in sorted(directory.glob("*.sql")):
         match = _FILE_NAME.fullmatch(path.name)
@@ -65,8 +70,8 @@ def migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
         data = path.read_bytes()
         found.append(Migration(int(match[1]), match[2], data.decode("utf-8"), hashlib.sha256(data).hexdigest()))
     versions = [m.version for m in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise MigrationError(f"migrations in {directory} must be numbered 1, 2, 3, ... without gaps or repeats; found {versions}")
+    if len(set(versions)) != len(versions) or min(versions, default=1) < 1:
+        raise MigrationError(f"migrations in {directory} must have increasing numbers from 1 without repeats; found {versions}")
     return found
 
 
@@ -80,12 +85,12 @@ def _recorded(cur) -> dict[int, str]:
 
 
 def _unknown(known: list[Migration], recorded: dict[int, str]) -> str | None:
-    newer = sorted(set(recorded) - {m.version for m in known})
-    if newer:
-        return (
-            f"the warehouse has migration {newer[-1]:04d}, newer than this code's {len(known):04d}; run the code that applied it"
-        )
-    return None
+    unknown = sorted(set(recorded) - {m.version for m in known})
+    if not unknown:
+        return None
+    newest = known[-1].version if known else 0
+    relation = f"newer than this code's {newest:04d}" if unknown[-1] > newest else "which this code does not have"
+    return f"the warehouse has migration {unknown[-1]:04d}, {relation}; run the code that applied it"
 
 
 def require_migrated(cur) -> None:
@@ -95,9 +100,10 @@ def require_migrated(cur) -> None:
     problem = _unknown(known, recorded)
     if problem:
         raise WarehouseNotMigrated(problem)
-    if len(recorded) < len(known):
+    missing = [m for m in known if m.version not in recorded]
+    if missing:
         raise WarehouseNotMigrated(
-            f"the warehouse is at migration {len(recorded)} of {len(known)}; run `tierhouse warehouse migrate`"
+            f"the warehouse is at migration {len(known) - len(missing)} of {len(known)}; run `tierhouse warehouse migrate`"
         )
 
 
@@ -106,10 +112,12 @@ def _lock(cur) -> None:
     cur.execute("select pg_advisory_xact_lock(hashtext('tierhouse.warehouse.migrate'))")
 
 
-def migrate(url: WarehouseUrl, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+def migrate(url: WarehouseUrl, directory: Path = MIGRATIONS_DIR, passwords: dict[str, str] | None = None) -> list[Migration]:
     """Apply the migrations the warehouse lacks, oldest first, each in its own transaction under
     one advisory lock, and return them (none when it is up to date). An applied migration whose
-    file has changed since is refused, never run again."""
+    file has changed since is refused, never run again. Then hand every migrated object to the
+    owner role and create or update the job logins, with ``passwords`` (job -> password; by
+    default the credential store's, :func:`~tierhouse.warehouse.connection.login_passwords`)."""
     known = migrations(directory)
     applied = []
     with session(url) as conn:
@@ -139,7 +147,53 @@ def migrate(url: WarehouseUrl, directory: Path = MIGRATIONS_DIR) -> list[Migrati
                     (migration.version, migration.name, migration.checksum),
                 )
             applied.append(migration)
+        with conn, conn.cursor() as cur:
+            _lock(cur)
+            cur.execute("select to_regprocedure('tierhouse_meta.hand_to_owner()') is not null")
+            if cur.fetchone()[0]:
+                cur.execute("select tierhouse_meta.hand_to_owner()")
+                ensure_logins(cur, passwords or login_passwords())
     return applied
+
+
+def ensure_logins(cur, passwords: dict[str, str]) -> None:
+    """Create or update one login role per job (:data:`LOGINS`): a member of its group role only,
+    never a superuser, with its password from the credential store. The password travels as a
+    SCRAM verifier made here, so the server (and its log) never sees it in clear."""
+    from psycopg2.extensions import encrypt_password
+
+    placeholders = sorted(
+        LOGINS[job].password_env for job, password in passwords.items() if password.strip().lower() in PLACEHOLDER_SECRETS
+    )
+    if placeholders:
+        raise MigrationError(f"{', '.join(placeholders)}: a placeholder is no password; set real ones (`openssl rand -hex 32`)")
+    for job, login in LOGINS.items():
+        cur.execute(
+            """do $$ begin
+                   if not exists (select 1 from pg_roles where rolname = %(user)s) then
+                       begin
+                           execute format('create role %%I login', %(user)s);
+                       exception when duplicate_object or unique_violation then null;
+                       end;
+                   end if;
+               end $$""",
+            {"user": login.user},
+        )
+        verifier = encrypt_password(passwords[job], login.user, cur.connection, "scram-sha-256")
+        user = login.user  # a fixed identifier from LOGINS, never input
+        cur.execute(
+            f"alter role {user} login nosuperuser nocreatedb nocreaterole noreplication nobypassrls inherit password %s",
+            (verifier,),
+        )
+        # a member of its group role only: any other membership (granted by hand) is taken away
+        cur.execute(
+            "select g.rolname from pg_auth_members as m join pg_roles as g on g.oid = m.roleid"
+            " join pg_roles as u on u.oid = m.member where u.rolname = %s and g.rolname <> %s",
+            (login.user, login.group),
+        )
+        for (other,) in cur.fetchall():
+            cur.execute(f'revoke "{other}" from {user}')
+        cur.execute(f"grant {login.group} to {user}")
 
 
 def migrate_and_report(url: WarehouseUrl) -> list[str]:
