@@ -21,6 +21,7 @@ from tierhouse.grading.policy import Policy, discover, newest
 from tierhouse.lifecycle import publish
 from tierhouse.lifecycle.workdays import policy_deadline
 from tierhouse.periods import CHINA, TIMEZONE
+from tierhouse.privacy import free_text
 from tierhouse.warehouse.connection import WarehouseUrl, connect
 from tierhouse.warehouse.migrate import require_migrated
 from tierhouse.warehouse.rows import fetch_dicts, to_json
@@ -72,6 +73,7 @@ def file_appeal(
         raise AppealError(str(exc)) from None
     if "appeal_working_days" not in graded_policy.calendar:
         raise AppealError(f"{policy} has no appeal step in its calendar")
+    free_text.check_entry(url, request=request, recorded_by=recorded_by, channel=channel)
     with connect(url) as conn, conn.cursor() as cur:
         require_migrated(cur)
         current = publish.current_run(cur, policy, period_month)
@@ -120,6 +122,9 @@ def answer_appeal(
         raise AppealError("an answer needs its basis (Art. 9)")
     if not answered_by.strip():
         raise AppealError("an answer needs the name of whoever decided it")
+    free_text.check_entry(url, answered_by=answered_by, basis=basis)
+    if new_tier is not None:  # a corrected grade publishes a list
+        publish.require_deidentified(url, f"answering appeal {appeal_id}")
     with connect(url) as conn, conn.cursor() as cur:
         require_migrated(cur)
         cur.execute(
@@ -158,7 +163,11 @@ def answer_appeal(
         if new_tier is not None and new_tier != current_tier:
             outcome = "corrected"
             row = rows[customer_key]
-            row[1], row[2], row[3] = new_tier, tiers[new_tier], f"appeal answered by {answered_by.strip()}: {basis.strip()}"
+            row[1], row[2], row[3] = (
+                new_tier,
+                tiers[new_tier],
+                publish.staff_decision("art9_appeal", answered_by.strip(), basis.strip()),
+            )
             snapshot = [tuple(r) for r in rows.values()]
             fingerprint = publish.digest([(base_hash, appeal_id)])
             run_id, snapshot_hash = publish.record_run(

@@ -83,6 +83,7 @@ def regrade_quarter(
     if not is_quarter_end(period_month):
         raise PeriodError(f"{period_month:%Y-%m} is not the last month of a quarter")
     graded_policy = _policy(policy_name)
+    publish.require_deidentified(url, f"the {period_month:%Y-%m} quarterly re-grade of {policy_name}")
     with connect(url) as conn, conn.cursor() as cur:
         require_migrated(cur)
         cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"regrade:{policy_name}:{period_month}",))

@@ -243,13 +243,16 @@ def data_subject_request(
     kind: str, customer: str, requested_by: str, reason: str, field: str | None = None, value: str | None = None,
     out_dir: str | None = None, url: WarehouseUrl | None = None,
 ) -> str:  # fmt: skip
-    """One data-subject request (tierhouse.privacy.dsr); returns what was done, without personal data."""
+    """One data-subject request (tierhouse.privacy.dsr); returns what was done, without personal data.
+    Who handles it and the customer's request are staff free text, refused before anything is done
+    when they hold personal data (the correction's value is personal data by design)."""
     from pathlib import Path
 
     from tierhouse.lifecycle import history
-    from tierhouse.privacy import dsr
+    from tierhouse.privacy import dsr, free_text
 
     url = url or warehouse_url()
+    free_text.check_entry(url, requested_by=requested_by, reason=reason)
     if kind == "access":
         out = Path(out_dir or settings.STATE_DIR / "dsr")
         path = dsr.access(url, customer, requested_by, reason, out, history.customer_history(url, customer))

@@ -15,6 +15,8 @@ auditor       reads ``history`` and ``audit`` (grading history, access log); no 
 steward       the only role that reads personal data, and only through ``pii.read_customer``,
               which writes who, what, when and why to ``audit.access_log`` before returning
               anything; values come back encrypted and are decrypted by the application
+gate          the de-identification gate: SELECT on every scanned schema (not ``pii``), nothing
+              else, so a function a scanned view calls cannot write or read files
 ============  =====================================================================================
 
 Views in ``published`` run with ``security_invoker``: a view cannot lend its owner's rights to
@@ -23,10 +25,13 @@ a reader, so a view over ``pii`` or ``marts`` shows bi_reader nothing.
 
 from __future__ import annotations
 
+from tierhouse.privacy.deidentification import UNSCANNED_SCHEMAS
 from tierhouse.warehouse.connection import WarehouseUrl, connect
 from tierhouse.warehouse.migrate import require_migrated
 
-ROLES = ("loader", "transformer", "bi_reader", "auditor", "steward")
+ROLES = ("loader", "transformer", "bi_reader", "auditor", "steward", "gate")
+#: The schemas dbt builds in; it creates their relations after :func:`apply` has run.
+DBT_SCHEMAS = ("analytics", "staging", "intermediate", "marts")
 PIPELINE_SCHEMAS = ("raw", "pii", "analytics", "staging", "intermediate", "marts", "published", "history", "audit")
 #: The role dbt runs as (dbt_project/profiles.yml and the Cosmos profile)
 DBT_ROLE = "transformer"
@@ -67,6 +72,19 @@ grant execute on function pii.read_customer(text, text, text), pii.customer_name
 """
 
 
+def _gate_grants(gate_schemas: list[str]) -> str:
+    """The gate reads every schema it scans and nothing else; dbt's relations, created as
+    transformer after ``apply`` has run, by default privileges."""
+    schemas = ", ".join(f'"{schema}"' for schema in gate_schemas)
+    return f"""
+revoke all on all tables in schema {schemas} from gate;
+grant usage on schema {schemas} to gate;
+grant select on all tables in schema {schemas} to gate;
+alter default privileges in schema {schemas} grant select on tables to gate;
+alter default privileges for role transformer in schema {", ".join(DBT_SCHEMAS)} grant select on tables to gate;
+"""
+
+
 def apply(url: WarehouseUrl) -> None:
     """Grant each role its rights on every schema, table and function of the pipeline, dbt's
     relations included (revoking whatever else they held); idempotent. It creates nothing: the
@@ -76,6 +94,13 @@ def apply(url: WarehouseUrl) -> None:
         # two runs granting on the same objects at once fail on the same catalog rows
         cur.execute("select pg_advisory_xact_lock(hashtext('tierhouse.privacy.access'))")
         cur.execute(_grants())
+        # the gate's schemas are whatever it scans: every schema but pii, shop and PostgreSQL's own
+        cur.execute(
+            "select array_agg(nspname::text order by nspname) from pg_namespace"
+            " where nspname <> all(%s) and nspname not like 'pg\\_%%'",
+            (list(UNSCANNED_SCHEMAS),),
+        )
+        cur.execute(_gate_grants(cur.fetchone()[0]))
         # the pipeline's own login acts through these roles (SET ROLE), so it must hold them
         cur.execute("select rolsuper from pg_roles where rolname = current_user")
         if not cur.fetchone()[0]:
