@@ -23,6 +23,7 @@ from tierhouse.orchestration import pipeline
 from tierhouse.privacy import access, crypto, deidentification, free_text
 from tierhouse.privacy.free_text import FreeTextRefused
 from tierhouse.warehouse import migrate
+from tierhouse.warehouse.connection import connect
 
 PERIOD = date(2026, 9, 1)
 
@@ -281,3 +282,21 @@ def test_import_rows_with_personal_data_in_codes_are_quarantined_without_the_val
     assert len(load.good_rows) == 1
     [rejection] = load.rejections
     assert (rejection.reason_code, rejection.detail) == ("invalid_value", detail)
+
+
+def test_lists_published_before_the_reason_codes_are_given_them(scratch_db) -> None:
+    columns = "policy, policy_version, period_month, customer_key, tier, tier_rank, decided_by"
+    query(
+        scratch_db,
+        f"insert into published.customer_tiers ({columns}) values"
+        " ('p', 1, '2026-09-01', 'M1', 'top', 1, 'review by Li Wei: customer Wang Fang called'),"
+        " ('p', 1, '2026-09-01', 'M2', 'high', 2, 'appeal answered by Zhao Lei: order matched by phone'),"
+        " ('p', 1, '2026-09-01', 'M3', 'high', 2, 'high: all conditions met')",
+    )
+    with connect(scratch_db) as conn, conn.cursor() as cur:  # without parameters: the SQL has LIKE's %
+        cur.execute(next(m.sql for m in migrate.migrations() if m.name == "published_reason_codes"))
+    assert query(scratch_db, "select customer_key, decided_by from published.customer_tiers order by 1") == [
+        ("M1", "art8_review"),
+        ("M2", "art9_appeal"),
+        ("M3", "high: all conditions met"),
+    ]
