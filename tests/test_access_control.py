@@ -29,7 +29,7 @@ MATRIX = [
     ("bi_reader", "select count(*) from pii.crm_members", False),
     ("bi_reader", "select count(*) from history.grading_runs", False),
     ("bi_reader", "select count(*) from audit.access_log", False),
-    ("bi_reader", "select * from pii.read_customer('M000001', 'someone', 'curious')", False),
+    ("bi_reader", "select * from pii.read_customer(gen_random_uuid())", False),
     ("bi_reader", "delete from published.customer_tiers", False),
     ("auditor", "select count(*) from history.grading_runs", True),
     ("auditor", "select count(*) from history.tier_changes", True),
@@ -37,7 +37,7 @@ MATRIX = [
     ("auditor", "select count(*) from audit.access_log", True),
     ("auditor", "select count(*) from audit.dsr_requests", True),
     ("auditor", "select count(*) from pii.crm_members", False),
-    ("auditor", "select * from pii.read_customer('M000001', 'auditor', 'curious')", False),
+    ("auditor", "select * from pii.read_customer(gen_random_uuid())", False),
     ("auditor", "select count(*) from raw.crm_members", False),
     (
         "auditor",
@@ -45,7 +45,7 @@ MATRIX = [
         " values (gen_random_uuid(), 'p', '2026-01-01', 'c', 'r', 't', 'x')",
         False,
     ),  # fmt: skip
-    ("steward", "select count(*) from pii.read_customer('M000001', 'Steward', 'privilege test')", True),
+    ("steward", "select audit.log_personal_data_read('M000001', 'customer', 'dsr_verification')", True),
     ("steward", "select count(*) from pii.crm_members", False),
     ("steward", "select count(*) from raw.crm_members", False),
     ("steward", "select count(*) from published.customer_tiers", False),
@@ -60,7 +60,7 @@ MATRIX = [
     ("transformer", "select count(*) from history.grading_runs", True),
     ("transformer", "delete from raw.pos_sales_lines", False),
     ("transformer", "select count(*) from pii.crm_members", False),
-    ("transformer", "select * from pii.read_customer('M000001', 'dbt', 'curious')", False),
+    ("transformer", "select * from pii.read_customer(gen_random_uuid())", False),
     ("transformer", "update history.grading_runs set row_count = 0", False),
 ]
 
@@ -118,18 +118,18 @@ def test_personal_data_is_encrypted_at_rest_and_read_only_through_the_logged_pat
             assert total > 0 and plain == 0, (table, column)
     ((member,),) = query(url, "select min(member_id) from pii.crm_members where name is not null")
     ((logged_before,),) = query(url, "select count(*) from audit.access_log")
-    with connect(url) as conn, conn.cursor() as cur:
-        personal = dsr.read_personal_data(cur, member, "Chen Jing (steward)", "customer asked for their data")
+    personal = dsr.read_personal_data(url, member, "dsr_verification")
     assert {row["field"] for row in personal} >= {"name", "phone", "address"}
     phones = [row["value"] for row in personal if row["field"] == "phone" and row["value"]]
     assert phones and all(crypto.normalise_phone(p) == p for p in phones)
     assert query(
-        url, "select requested_by, customer_key, reason, database_role from audit.access_log order by access_id desc limit 1"
-    ) == [("Chen Jing (steward)", member, "customer asked for their data", "steward")]
+        url, "select database_user = session_user, customer_key, reason_code, database_role from audit.access_log"
+        " order by access_id desc limit 1"
+    ) == [(True, member, "dsr_verification", "steward")]  # fmt: skip
     ((logged_after,),) = query(url, "select count(*) from audit.access_log")
     assert logged_after == logged_before + 1
-    with connect(url) as conn, conn.cursor() as cur, pytest.raises(psycopg2.errors.RaiseException, match="who asks and why"):
-        dsr.read_personal_data(cur, member, "Chen Jing", " ")
+    with pytest.raises(psycopg2.errors.RaiseException, match="known reason code"):
+        dsr.read_personal_data(url, member, " ")
     with pytest.raises(psycopg2.errors.RaiseException, match="append-only"):
         query(url, "delete from audit.access_log")
     # a ciphertext moved to another column, or read with another key, does not decrypt

@@ -5,16 +5,22 @@ after the other end-to-end tests (file order)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
+import sqlite3
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from tests.support import GradedWarehouse, query
 from tierhouse.grading.transform import run_dbt
+from tierhouse.ingest import loaders
+from tierhouse.ingest.sources import SOURCES
 from tierhouse.lifecycle.history import customer_history
-from tierhouse.privacy import access, dsr
-from tierhouse.warehouse.connection import connect
+from tierhouse.orchestration.local_airflow import LocalAirflow, dags_test
+from tierhouse.privacy import access, crypto, dsr
 
 pytestmark = pytest.mark.e2e
 P1 = "highend_flower"
@@ -49,9 +55,9 @@ def test_access_request_exports_everything_held_on_one_customer(graded_warehouse
     basis = [b for b in report["grading_basis"] if b["policy"] == P1 and b["period_month"] == SEPTEMBER]
     assert basis and {"spend", "order_count"} <= {b["item"] for b in basis}
     assert [r["kind"] for r in report["requests"]] == ["access"]
-    assert query(url, "select customer_key, reason from audit.access_log order by access_id desc limit 1") == [
-        (member, f"data-subject access request {report['request_id']}")
-    ]
+    assert query(
+        url, "select customer_key, reason_code, dsr_request_id::text from audit.access_log order by access_id desc limit 1"
+    ) == [(member, "dsr_access", report["request_id"])]
     with pytest.raises(dsr.RequestError, match="no CRM member"):
         dsr.access(url, "NOBODY", "Chen Jing", "x", tmp_path, [])
 
@@ -124,6 +130,97 @@ def test_erasure_removes_personal_data_and_keeps_the_pseudonymous_history(graded
         (member,),
     ) == [(0,)]
     assert query(url, history_sql, (member,)) == history_before
-    with connect(url) as conn, conn.cursor() as cur:
-        assert all(row["value"] is None for row in dsr.read_personal_data(cur, member, "Chen Jing", "verify erasure"))
+    assert all(row["value"] is None for row in dsr.read_personal_data(url, member, "dsr_verification"))
     assert query(url, "select kind from audit.dsr_requests where customer_key = %s", (member,)) == [("erasure",)]
+
+
+def _every_text_value(url) -> dict[str, str]:
+    """Every text value of every table of every schema, decrypted where it is encrypted."""
+    columns = query(
+        url,
+        "select table_schema, table_name, column_name from information_schema.columns join information_schema.tables"
+        " using (table_schema, table_name) where table_type = 'BASE TABLE'"
+        " and table_schema not in ('pg_catalog', 'information_schema')"
+        " and data_type in ('text', 'character varying', 'jsonb', 'json')",
+    )
+    found = {}
+    for schema, table, column in columns:
+        values = [v for (v,) in query(url, f'select "{column}"::text from "{schema}"."{table}" where "{column}" is not null')]
+        where = f"{schema}.{table}.{column}"
+        found[where] = "\n".join(crypto.decrypt(v, where) if crypto.is_encrypted(v) else v for v in values)
+    return found
+
+
+def _files_with(folder: Path, needles: tuple[str, ...]) -> list[str]:
+    hits = []
+    for path in folder.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            text = data.decode("utf-8", "replace") + data.decode("utf-16", "replace") + data.decode("gb18030", "replace")
+            hits += [f"{path.relative_to(folder)}: {needle}" for needle in needles if needle in text]
+    return hits
+
+
+def _airflow_metadata_with(home: Path, needles: tuple[str, ...]) -> list[str]:
+    """Every row of Airflow's metadata database (dag_run.conf, xcom, the log table...) and every task log."""
+    with sqlite3.connect(home / "airflow.db") as db:
+        dump = "\n".join(db.iterdump())
+    return [f"airflow.db: {needle}" for needle in needles if needle in dump] + _files_with(home / "logs", needles)
+
+
+#: Where a member id stays after erasure: the pseudonymous key of grades, history and requests.
+PSEUDONYMOUS_KEY_COLUMNS = {"customer_key", "member_id"}
+
+
+def test_erasure_through_the_dag_holds_and_old_files_do_not_bring_the_person_back(
+    graded_warehouse: GradedWarehouse, tmp_path
+) -> None:
+    url, data_dir = graded_warehouse.url, graded_warehouse.data_dir
+    access.apply(url)
+    members = _graded_members(url, SEPTEMBER)
+    member = members[len(members) // 2]
+    personal = dsr.read_personal_data(url, member, "dsr_verification")
+    name = next(row["value"] for row in personal if row["field"] == "name" and row["value"])
+    phone = next(row["value"] for row in personal if row["field"] == "phone" and row["value"])
+    spelled = (member, name, phone, f"{phone[:3]}-{phone[3:7]}-{phone[7:]}", f"{phone[:3]} {phone[3:7]} {phone[7:]}")
+    originals = tmp_path / "originals"
+    shutil.copytree(data_dir, originals)
+    exports = tmp_path / "state" / "dsr"
+    airflow = graded_warehouse.airflow
+    assert isinstance(airflow, LocalAirflow)
+    airflow = dataclasses.replace(airflow, extra_env=(*airflow.extra_env, ("TIERHOUSE_STATE_DIR", str(tmp_path / "state"))))
+
+    def through_the_dag(kind: str, field: str | None = None, value: str | None = None) -> None:
+        request_id = dsr.record(url, kind, member, "Chen Jing", "the customer's letter of 3 November", field, value)
+        run = dags_test(airflow, "tierhouse_dsr", conf={"request_id": request_id}, echo=False)
+        assert run.succeeded, run.output[-4000:]
+
+    through_the_dag("access")
+    assert len(list(exports.glob(f"dsr_access_{member}_*.json"))) == 1
+    through_the_dag("correction", "phone", "13700137000")  # the DAG is given the request id only
+    through_the_dag("erasure")
+
+    texts = _every_text_value(url)
+    kept = {where for where, text in texts.items() if member in text}
+    assert {where.rsplit(".", 1)[1] for where in kept} <= PSEUDONYMOUS_KEY_COLUMNS, kept
+    assert not any(where.startswith("pii.") for where in kept)
+    shop = {"shop.orders.phone"}  # the retailer's own system (its stand-in): docs/PRIVACY.md
+    for needle in spelled[1:] + ("13700137000",):
+        assert {where for where, text in texts.items() if needle in text} <= shop, needle
+    landing_hits = [hit for hit in _files_with(data_dir, spelled) if not hit.startswith("shop/")]
+    assert landing_hits == []
+    assert _files_with(exports, spelled) == []
+    assert _airflow_metadata_with(airflow.home, (*spelled, "13700137000")) == []
+
+    # the old files come back, the CRM ones with a blank line added (a new checksum): still gone
+    for original in originals.rglob("*.csv"):
+        landed = data_dir / original.relative_to(originals)
+        landed.write_bytes(original.read_bytes() + (b"\r\n" if original.parts[-2] == "crm" else b""))
+    for source in SOURCES.values():
+        loaders.load_exports(url, source, data_dir / source.subdir)
+    texts = _every_text_value(url)
+    assert {where for where, text in texts.items() if member in text} <= kept
+    for needle in spelled[1:]:
+        assert {where for where, text in texts.items() if needle in text} <= shop, needle
+    assert query(url, "select count(*) from raw.quarantine where reason_code = 'erased_subject' and raw_text is null") != [(0,)]
+    assert all(report.reconciled for report in loaders.load_report(url))

@@ -12,9 +12,10 @@ transformer   reads ``raw``; builds ``analytics`` (seeds), ``staging``, ``interm
               and append to ``history``; never ``pii``
 bi_reader     reads ``published`` only: audited tier lists, no personal data, no raw data
 auditor       reads ``history`` and ``audit`` (grading history, access log); no personal data
-steward       the only role that reads personal data, and only through ``pii.read_customer``,
-              which writes who, what, when and why to ``audit.access_log`` before returning
-              anything; values come back encrypted and are decrypted by the application
+steward       the only role that reads personal data, and only through ``pii.read_customer`` /
+              ``pii.customer_names``, which refuse unless ``audit.log_personal_data_read`` logged
+              the read (login, role, reason code) in another, committed transaction; values come
+              back encrypted and are decrypted by the application
 ============  =====================================================================================
 
 Views in ``published`` run with ``security_invoker``: a view cannot lend its owner's rights to
@@ -62,8 +63,13 @@ grant usage on schema history, audit to auditor;
 grant select on all tables in schema history, audit to auditor;
 alter default privileges in schema history, audit grant select on tables to auditor;
 
-grant usage on schema pii to steward;
-grant execute on function pii.read_customer(text, text, text), pii.customer_names(text, text) to steward;
+-- every load drops the rows of erased people (tierhouse.ingest.loaders), so it reads the ledger
+grant usage on schema audit to loader;
+grant select on audit.erasure_ledger to loader;
+
+grant usage on schema pii, audit to steward;
+grant execute on function audit.log_personal_data_read(text, text, text, uuid), pii.read_customer(uuid),
+    pii.customer_names(uuid) to steward;
 """
 
 

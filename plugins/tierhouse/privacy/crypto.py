@@ -14,6 +14,7 @@ ciphertext copied into another column does not decrypt. See docs/PRIVACY.md for 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -95,6 +96,18 @@ def pseudonymise(kind: str, value: str) -> str:
     version = os.environ.get(KEY_VERSION_ENV, "1")
     digest = hmac.new(_key(raw), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
     return f"v{version}:{digest[:32]}"
+
+
+def subject_keys(value: str) -> set[str]:
+    """The keys a value has in the erasure ledger: as a member id, and as a phone number when it
+    is one (a phone typed into a member-id field is caught too)."""
+    value = value.strip()
+    if not value:
+        return set()
+    keys = {pseudonymise("member_id", value)}
+    with contextlib.suppress(ValueError):
+        keys.add(pseudonymise("phone", normalise_phone(value)))
+    return keys
 
 
 class DecryptionError(TierhouseError, ValueError):
