@@ -42,7 +42,7 @@ from tierhouse.ingest.parsing import (
     repeated_key_detail,
 )
 from tierhouse.privacy import access
-from tierhouse.privacy.crypto import encrypt, normalise_phone, pseudonymise, subject_keys
+from tierhouse.privacy.crypto import encrypt, normalise_phone, pseudonymise, record_subject_keys, subject_keys
 from tierhouse.warehouse.connection import WarehouseUrl, connect, session
 from tierhouse.warehouse.migrate import require_migrated
 
@@ -253,8 +253,7 @@ def _erased_positions(source: s.CsvSource, batch: FileLoad, erased: frozenset[st
     rejections = [
         index
         for index, rejection in enumerate(batch.rejections)
-        if rejection.raw_text
-        and any(subject_keys(field) & erased for line in csv.reader(rejection.raw_text.splitlines()) for field in line)
+        if rejection.raw_text and record_subject_keys(rejection.raw_text) & erased
     ]
     return rows, rejections
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import csv
 import hashlib
 import hmac
 import json
@@ -108,6 +109,16 @@ def subject_keys(value: str) -> set[str]:
     with contextlib.suppress(ValueError):
         keys.add(pseudonymise("phone", normalise_phone(value)))
     return keys
+
+
+def record_subject_keys(raw_text: str) -> set[str]:
+    """The ledger keys of every field of a CSV record's raw text (a rejected record may not split
+    into its columns, so every field counts)."""
+    try:
+        fields = [field for line in csv.reader(raw_text.splitlines()) for field in line]
+    except csv.Error:
+        fields = re.split(r"[,\s]", raw_text)
+    return {key for field in fields for key in subject_keys(field)}
 
 
 class DecryptionError(TierhouseError, ValueError):

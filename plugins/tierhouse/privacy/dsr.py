@@ -16,7 +16,6 @@ ledger, which every later load consults; the pseudonymous grading history stays 
 
 from __future__ import annotations
 
-import csv
 import json
 import uuid
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from tierhouse.errors import TierhouseError
 from tierhouse.periods import CHINA
-from tierhouse.privacy.crypto import decrypt, encrypt, normalise_phone, pseudonymise, subject_keys
+from tierhouse.privacy.crypto import decrypt, encrypt, is_encrypted, normalise_phone, pseudonymise, record_subject_keys
 from tierhouse.warehouse.connection import WarehouseUrl, connect
 from tierhouse.warehouse.migrate import require_migrated
 from tierhouse.warehouse.rows import fetch_dicts, to_json
@@ -38,6 +37,8 @@ PERSONAL_FIELDS = ("name", "phone", "address")
 #: Why a steward may read personal data (``audit.access_reasons``); the log keeps the code.
 READ_REASONS = ("dsr_access", "dsr_verification", "deidentification_gate", "key_rotation")
 _VALUE_CONTEXT = "audit.dsr_request_values.value"
+#: What ``audit.dsr_requests.details`` says of a request other than a correction.
+_DETAILS: dict[str, dict[str, object]] = {"access": {"format": "json"}, "consent_withdrawal": {"grading_consent": False}}
 
 
 class RequestError(TierhouseError, ValueError):
@@ -105,7 +106,7 @@ def record(
             # personal values are never written to the audit tables in clear, only which field changed
             details: dict = {"field": field, **({"from": latest[field], "to": value} if field == "customer_type" else {})}
         else:
-            details = {"access": {"format": "json"}, "consent_withdrawal": {"grading_consent": False}}.get(kind, {})
+            details = dict(_DETAILS.get(kind, {}))
         request_id = _record(cur, kind, member_id, requested_by, reason, details)
         if kind == "correction":
             cur.execute(
@@ -400,8 +401,8 @@ def _delete_quarantined_records(cur, erased: set[str]) -> int:
     cur.execute("select ctid::text, raw_text from raw.quarantine where raw_text is not null")
     doomed = []
     for row_id, text in cur.fetchall():
-        plain = decrypt(text, "raw.quarantine.raw_text") if text.startswith("enc:v") else text
-        if any(subject_keys(field) & erased for line in csv.reader(plain.splitlines()) for field in line):
+        plain = (decrypt(text, "raw.quarantine.raw_text") if is_encrypted(text) else text) or ""
+        if record_subject_keys(plain) & erased:
             doomed.append(row_id)
     cur.execute("delete from raw.quarantine where ctid = any(%s::tid[])", (doomed,))
     return cur.rowcount
