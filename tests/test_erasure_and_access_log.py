@@ -267,3 +267,29 @@ def test_erasure_removes_the_person_everywhere_and_old_files_do_not_bring_them_b
     )  # fmt: skip
     assert erased == [("crm", 2, 0, 0), ("pos", 2, 0, 0), ("shop", 2, 0, 0)]
     assert all(report.reconciled for report in loaders.load_report(url))
+
+
+def test_the_cli_records_a_request_for_the_dag_with_its_value_encrypted(
+    scratch_db: WarehouseUrl, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from tierhouse.cli.main import main
+
+    access.apply(scratch_db)
+    (tmp_path / "crm").mkdir()
+    (tmp_path / "crm" / "members_202609.csv").write_bytes(_crm_file())
+    loaders.load_exports(scratch_db, sources.CRM, tmp_path / "crm", now=NOW)
+    monkeypatch.setenv("WAREHOUSE_URL", scratch_db.url())
+    argv = ["dsr", "correction", "--customer", MEMBER, "--requested-by", "steward 7", "--reason", "by letter"]
+    assert main([*argv, "--field", "phone", "--value", "137 0013 7000", "--record-only"]) == 0
+    printed = capsys.readouterr().out
+    ((request_id,),) = query(scratch_db, "select request_id::text from audit.dsr_requests")
+    assert f'{{"request_id": "{request_id}"}}' in printed and "13700137000" not in printed
+    assert _hits(_plain_text_of_every_column(scratch_db, ()), "13700137000") == {"audit.dsr_request_values.value"}
+    # carried out by its id alone (what the DAG does), once
+    done = pipeline.carry_out_request(request_id, str(tmp_path / "exports"), scratch_db, str(tmp_path))
+    assert done == f"correction {request_id}: phone corrected"
+    assert query(scratch_db, "select count(*) from audit.dsr_request_values") == [(0,)]
+    with pytest.raises(dsr.RequestError, match="carried out already"):
+        pipeline.carry_out_request(request_id, None, scratch_db)
+    phones = {row["value"] for row in dsr.read_personal_data(scratch_db, MEMBER, "dsr_verification") if row["field"] == "phone"}
+    assert "13700137000" in phones
