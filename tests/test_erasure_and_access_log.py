@@ -285,6 +285,9 @@ def test_the_cli_records_a_request_for_the_dag_with_its_value_encrypted(
     ((request_id,),) = query(scratch_db, "select request_id::text from audit.dsr_requests")
     assert f'{{"request_id": "{request_id}"}}' in printed and "13700137000" not in printed
     assert _hits(_plain_text_of_every_column(scratch_db, ()), "13700137000") == {"audit.dsr_request_values.value"}
+    with connect(scratch_db) as conn, conn.cursor() as cur, pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        cur.execute("set local role auditor")
+        cur.execute("select * from audit.dsr_request_values")
     # carried out by its id alone (what the DAG does), once
     done = pipeline.carry_out_request(request_id, str(tmp_path / "exports"), scratch_db, str(tmp_path))
     assert done == f"correction {request_id}: phone corrected"

@@ -62,6 +62,8 @@ alter default privileges in schema published grant select on tables to bi_reader
 grant usage on schema history, audit to auditor;
 grant select on all tables in schema history, audit to auditor;
 alter default privileges in schema history, audit grant select on tables to auditor;
+-- a correction's value waiting to be carried out is personal data, even encrypted
+revoke select on audit.dsr_request_values from auditor;
 
 -- every load drops the rows of erased people (tierhouse.ingest.loaders), so it reads the ledger
 grant usage on schema audit to loader;
