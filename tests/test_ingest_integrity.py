@@ -24,7 +24,7 @@ from tests.support import query
 from tierhouse.cli import main as cli_main
 from tierhouse.ingest import loaders, parsing
 from tierhouse.ingest.sources import ORDER_IMPORT
-from tierhouse.privacy import crypto
+from tierhouse.privacy import access, crypto
 from tierhouse.warehouse.connection import WarehouseUrl
 
 TIERHOUSE = str(Path(sys.executable).with_name("tierhouse"))
@@ -44,7 +44,9 @@ def write_orders(path: Path, keys: range, phone: str = "") -> Path:
 
 
 def cli_env(url: WarehouseUrl, data_dir: Path, **overrides: str | None) -> dict[str, str]:
-    """The CLI's environment: this test's database and landing area, nothing from the caller's."""
+    """The CLI's environment: this test's database and landing area, nothing from the caller's; the
+    database granted as `tierhouse warehouse migrate` leaves it, so the ingest login may load."""
+    access.apply(url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIERHOUSE_") and k != "WAREHOUSE_URL"}
     env.update(
         WAREHOUSE_URL=url.url(),
@@ -335,7 +337,15 @@ def test_a_reconciliation_failure_is_one_line(tmp_path: Path, monkeypatch: pytes
         raise parsing.ReconciliationError("orders.csv: read 10 rows, loaded 9 + quarantined 0")
 
     monkeypatch.setattr("tierhouse.ingest.loaders.import_order_file", loses_a_row)
-    monkeypatch.setattr(cli_main, "_url", lambda: None)
+    monkeypatch.setattr(cli_main, "_url", lambda _job: None)
     export = write_orders(tmp_path / "orders.csv", range(10))
     assert cli_main.main(["import-orders", str(export)]) == 2
     assert capsys.readouterr().err == "tierhouse: orders.csv: read 10 rows, loaded 9 + quarantined 0\n"
+
+
+def test_a_login_without_its_grants_is_one_line_naming_the_fix(scratch_db, tmp_path: Path) -> None:
+    export = write_orders(tmp_path / "orders.csv", range(3))
+    env = cli_env(scratch_db, tmp_path / "landing")
+    query(scratch_db, "revoke usage on schema raw from loader")  # a warehouse migrated, its grants gone
+    assert_one_line_error(import_orders(export, env), "permission denied for schema raw", "tierhouse warehouse migrate")
+    assert table_rows(scratch_db) == 0

@@ -75,6 +75,7 @@ def test_migrating_an_empty_database_creates_everything_once(empty_db: Warehouse
     assert capsys.readouterr().out.splitlines() == [
         *(f"applied migration {m.label}" for m in MIGRATIONS),
         f"the warehouse is at migration {LATEST} of {LATEST}",
+        "grants applied to every job's role",
     ]
     assert _relations(empty_db) == RELATIONS
     functions = query(
@@ -102,7 +103,9 @@ def test_a_second_migrate_applies_nothing(scratch_db: WarehouseUrl, monkeypatch,
     assert _recorded(scratch_db) == recorded
     monkeypatch.setenv("WAREHOUSE_URL", scratch_db.url())
     assert main(["warehouse", "migrate"]) == 0
-    assert capsys.readouterr().out == f"the warehouse is at migration {LATEST} of {LATEST}; nothing to apply\n"
+    assert capsys.readouterr().out == (
+        f"the warehouse is at migration {LATEST} of {LATEST}; nothing to apply\ngrants applied to every job's role\n"
+    )
 
 
 def _copy_migrations(tmp_path: Path, count: int = LATEST) -> Path:

@@ -55,10 +55,15 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
         url = resolve_url(start_embedded=False)
         print(url.url() if args.show_password else url.redacted())
     elif args.action == "migrate":
+        from tierhouse.privacy import access
         from tierhouse.warehouse.migrate import migrate_and_report
 
-        for line in migrate_and_report(_url("migrate")):
+        url = _url("migrate")
+        for line in migrate_and_report(url):
             print(line)
+        # each job's login needs its rights before its first command (the DAGs apply them too)
+        access.apply(url)
+        print("grants applied to every job's role")
     return 0
 
 
@@ -375,6 +380,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except TierhouseError as exc:  # expected: its message says what to do; anything else keeps its traceback
         print(f"tierhouse: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        import psycopg2.errors
+
+        if not isinstance(exc, psycopg2.errors.InsufficientPrivilege):
+            raise
+        # a job's login without its grants: a warehouse migrated but never granted, or a login misused
+        reason = str(exc).strip().splitlines()[0]
+        print(f"tierhouse: {reason}; run `tierhouse warehouse migrate`, which applies each job's grants", file=sys.stderr)
         return 2
 
 
