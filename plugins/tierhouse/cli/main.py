@@ -8,15 +8,11 @@ import os
 import sys
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tierhouse import settings
 from tierhouse.devtools.demo import DEMO_DATA_END, DEMO_PERIOD
 from tierhouse.errors import TierhouseError
 from tierhouse.periods import parse_period
-
-if TYPE_CHECKING:
-    pass
 
 
 class UsageError(TierhouseError, ValueError):
