@@ -40,16 +40,26 @@ RELATIONS = {
         "grading_runs", "tier_snapshots", "restatement_candidates", "reviews", "tier_changes", "appeals", "appeal_answers",
         "appeal_status",
     },
-    "audit": {"access_log", "dsr_requests"},
+    "audit": {
+        "access_log", "dsr_requests", "erasure_ledger", "dsr_request_values", "dsr_completions", "access_reasons",
+        "access_log_reads",
+    },
     "published": {"customer_tiers", "current_customer_tiers", "tier_distribution"},
     "tierhouse_meta": {"schema_migrations"},
 }  # fmt: skip
 FUNCTIONS = {
     "history.refuse_change", "audit.refuse_change", "audit.log_personal_data_read", "pii.read_customer", "pii.customer_names",
     "audit.fold_width", "audit.screen_pattern", "audit.has_mobile", "audit.has_email", "audit.resident_id_checksum_holds",
-    "audit.has_resident_id", "audit.has_name",
+    "audit.has_resident_id", "audit.has_name", "audit.use_logged_read", "audit.pending_request", "pii.add_member_version",
+    "pii.erase_customer",
 }  # fmt: skip
-APPEND_ONLY = {f"history.{t}" for t in RELATIONS["history"] - {"appeal_status"}} | {"audit.access_log", "audit.dsr_requests"}
+APPEND_ONLY = {f"history.{t}" for t in RELATIONS["history"] - {"appeal_status"}} | {
+    "audit.access_log",
+    "audit.dsr_requests",
+    "audit.erasure_ledger",
+    "audit.dsr_completions",
+    "audit.access_log_reads",
+}
 
 
 def _relations(url: WarehouseUrl) -> dict[str, set[str]]:
@@ -181,7 +191,7 @@ def test_a_path_on_a_warehouse_behind_the_code_stops_with_one_clear_line(
         lambda: appeals.appeal_states(empty_db),
         lambda: policy.load_policies(empty_db, policy.discover()),
         lambda: loaders.load_exports(empty_db, POS, tmp_path),
-        lambda: dsr.customer_names(empty_db, "tests", "a warehouse behind the code"),
+        lambda: dsr.customer_names(empty_db),
     ):
         with pytest.raises(migrate.WarehouseNotMigrated) as raised:
             read()

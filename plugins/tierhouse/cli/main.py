@@ -222,6 +222,13 @@ def cmd_dsr(args: argparse.Namespace) -> int:
     from tierhouse.orchestration import pipeline
 
     _local_keys()
+    if args.record_only:
+        from tierhouse.privacy import dsr
+
+        request_id = dsr.record(_url("steward"), args.kind, args.customer, args.requested_by, args.reason, args.field, args.value)
+        print(f"{args.kind} request {request_id} recorded; carry it out with the tierhouse_dsr DAG, configuration"
+              f' {{"request_id": "{request_id}"}}')  # fmt: skip
+        return 0
     result = pipeline.data_subject_request(
         args.kind, args.customer, args.requested_by, args.reason, args.field, args.value, args.out, url=_url("steward")
     )
@@ -338,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--field", help="correction: customer_type, name, phone or address")
     p.add_argument("--value", help="correction: the correct value")
     p.add_argument("--out", default=str(settings.STATE_DIR / "dsr"), help="access: directory for the export")
+    p.add_argument("--record-only", action="store_true", help="record the request for the tierhouse_dsr DAG to carry out")
     p.set_defaults(func=cmd_dsr)
 
     p = sub.add_parser("check", help="run a Great Expectations checkpoint")

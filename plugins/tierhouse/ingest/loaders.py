@@ -5,7 +5,9 @@ than row inserts, and ends with a reconciliation: rows read = rows loaded + rows
 and the same for amounts. A file already loaded with the same checksum is skipped; a changed
 file replaces its own rows. A rejected row goes to ``raw.quarantine`` with a reason code and
 its raw text. Files are streamed in batches, never held whole in memory; loads of one source
-take turns (an advisory lock), so no two of them commit the same key.
+take turns (an advisory lock), so no two of them commit the same key. A record of a person
+whose data was erased (``audit.erasure_ledger``) is never loaded: it is counted in quarantine as
+``erased_subject``, without its text.
 
 A file a person hands over (``tierhouse import-orders``) is first landed: copied atomically into
 the landing area, then loaded — that file only, and only if its bytes are still the ones landed.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import io
 import os
@@ -38,7 +41,7 @@ from tierhouse.ingest.parsing import (
     read_export,
     repeated_key_detail,
 )
-from tierhouse.privacy.crypto import encrypt, normalise_phone, pseudonymise
+from tierhouse.privacy.crypto import encrypt, normalise_phone, pseudonymise, record_subject_keys, subject_keys
 from tierhouse.warehouse.connection import WarehouseUrl, connect, session
 from tierhouse.warehouse.migrate import require_migrated
 
@@ -82,6 +85,7 @@ def _quarantine(cur, source: s.CsvSource, file_name: str, rejections: list) -> N
     """Rejected records with their raw text; a source with personal data (names, phone numbers,
     notes) keeps that text encrypted, readable by the steward only."""
     personal = any(c.pseudonymise or c.restricted for c in source.columns)
+    # an erased person's record is counted, never kept: no text, no detail (erased_subject)
     _copy_rows(
         cur,
         "raw.quarantine",
@@ -89,6 +93,7 @@ def _quarantine(cur, source: s.CsvSource, file_name: str, rejections: list) -> N
         [
             (source.name, file_name, r.line_number, r.reason_code, r.detail,
              encrypt(r.raw_text, "raw.quarantine.raw_text") if personal else r.raw_text)
+            if r.reason_code != s.ERASED_SUBJECT else (source.name, file_name, r.line_number, r.reason_code, None, None)
             for r in rejections
         ],
     )  # fmt: skip
@@ -192,6 +197,7 @@ def _load_file(
     # Loads of one source take turns until commit, so the duplicate check below sees every row
     # committed before it and two loads can never both commit a key.
     cur.execute("select pg_advisory_xact_lock(hashtext('tierhouse.load.' || %s))", (source.name,))
+    erased = erased_subjects(cur)
     cur.execute(f"delete from raw.{source.table} where _source_file = %s", (name,))
     if source.restricted_columns:
         cur.execute(f"delete from pii.{source.table} where _source_file = %s", (name,))
@@ -200,6 +206,7 @@ def _load_file(
     def load_batches(handle: io.BufferedReader) -> tuple[Tally, str]:
         total, hashed = Tally(), _HashingReader(handle)
         for batch in read_export(source, name, io.BufferedReader(hashed), encoding, now, known_stores):
+            _drop_erased_subjects(source, batch, erased)
             _quarantine_duplicates(cur, source, batch)
             batch.reconcile()
             raw_rows, restricted_rows = _split_personal_data(source, batch.good_rows)
@@ -217,6 +224,46 @@ def _load_file(
     _record_load(cur, source.name, name, sha256, total)
     _check_manifest_against_table(cur, source, name)
     return total
+
+
+def erased_subjects(cur) -> frozenset[str]:
+    """The erasure ledger's keys (keyed member ids and phone numbers; a few per erased person)."""
+    cur.execute("select subject_key from audit.erasure_ledger")
+    return frozenset(key for (key,) in cur.fetchall())
+
+
+def _identifiers(source: s.CsvSource) -> list[int]:
+    """Positions of the columns that identify a person: the member id and keyed phone numbers."""
+    return [i for i, c in enumerate(source.columns) if c.name == "member_id" or c.pseudonymise]
+
+
+def _erased_positions(source: s.CsvSource, batch: FileLoad, erased: frozenset[str]) -> tuple[list[int], list[int]]:
+    """Indexes of the batch's good rows and rejections that belong to an erased person. A
+    rejection is matched on every field of its text: it may not have parsed into columns."""
+    if not erased:
+        return [], []
+    positions = _identifiers(source)
+    rows = [
+        index
+        for index, row in enumerate(batch.good_rows)
+        if any(row[i] is not None and subject_keys(str(row[i])) & erased for i in positions)
+    ]
+    rejections = [
+        index
+        for index, rejection in enumerate(batch.rejections)
+        if rejection.raw_text and record_subject_keys(rejection.raw_text) & erased
+    ]
+    return rows, rejections
+
+
+def _drop_erased_subjects(source: s.CsvSource, batch: FileLoad, erased: frozenset[str]) -> None:
+    """Move an erased person's records to quarantine as ``erased_subject`` without their text,
+    so the file still reconciles and nothing of theirs is kept."""
+    rows, rejections = _erased_positions(source, batch, erased)
+    for index in rejections:
+        batch.rejections[index] = dataclasses.replace(batch.rejections[index], reason_code=s.ERASED_SUBJECT)
+    for index in reversed(rows):
+        batch.reject_loaded_row(index, s.ERASED_SUBJECT, "")
 
 
 def _read_file(path: Path, name: str, read: Callable[[io.BufferedReader], _Read]) -> _Read:
@@ -334,6 +381,7 @@ def extract_shop_orders(url: WarehouseUrl, shop_url: WarehouseUrl | None = None)
         require_migrated(cur)
         cur.execute("select watermark from raw.extract_watermarks where source = %s", (SHOP_SOURCE,))
         found = cur.fetchone()
+        erased = erased_subjects(cur)
     watermark = found[0] if found else datetime(1900, 1, 1)
 
     with connect(shop_url) as shop, shop.cursor() as cur:
@@ -355,6 +403,13 @@ def extract_shop_orders(url: WarehouseUrl, shop_url: WarehouseUrl | None = None)
     if not orders:
         return LoadSummary(0, 0, 0, 0)
     source_amount = sum((line[7] for line in lines), Decimal("0"))
+    # an erased person's orders are counted as quarantined, never copied (guests by their phone)
+    watermark_reached = max(o[6] for o in orders)  # erased orders included: they are dealt with
+    erased_orders = {o[0] for o in orders if erased and any(value and subject_keys(value) & erased for value in (o[1], o[2]))}
+    orders = [o for o in orders if o[0] not in erased_orders]
+    erased_lines = [line for line in lines if line[0] in erased_orders]
+    lines = [line for line in lines if line[0] not in erased_orders]
+    erased_amount = sum((line[7] for line in erased_lines), Decimal("0"))
 
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute("create temp table incoming_orders (like raw.shop_orders including defaults) on commit drop")
@@ -392,26 +447,114 @@ def extract_shop_orders(url: WarehouseUrl, shop_url: WarehouseUrl | None = None)
         )
         cur.execute("select count(*), coalesce(sum(amount), 0) from raw.shop_order_lines where _batch_id = %s", (batch_id,))
         loaded_lines, loaded_amount = cur.fetchone()
-        if (loaded_lines, loaded_amount) != (len(lines), source_amount):
+        if (loaded_lines, loaded_amount + erased_amount) != (len(lines), source_amount):
             raise ReconciliationError(
-                f"shop batch {batch_id}: source {len(lines)} lines / {source_amount}, loaded {loaded_lines} / {loaded_amount}"
+                f"shop batch {batch_id}: source {len(lines) + len(erased_lines)} lines / {source_amount},"
+                f" loaded {loaded_lines} / {loaded_amount}, erased subjects' {len(erased_lines)} / {erased_amount}"
             )
         cur.execute(
             """
             insert into raw.extract_watermarks (source, watermark) values (%s, %s)
             on conflict (source) do update set watermark = excluded.watermark, updated_at = now()
             """,
-            (SHOP_SOURCE, max(o[6] for o in orders)),
+            (SHOP_SOURCE, watermark_reached),
         )
         cur.execute(
             """
             insert into raw.load_manifest (source, file_name, sha256, rows_read, rows_loaded, rows_quarantined,
                                            amount_read, amount_loaded, amount_quarantined)
-            values (%s, %s, %s, %s, %s, 0, %s, %s, 0)
+            values (%s, %s, %s, %s, %s, %s, %s, %s, %s)
             """,
-            (SHOP_SOURCE, f"batch-{batch_id}", batch_id, len(lines), loaded_lines, source_amount, loaded_amount),
+            (
+                SHOP_SOURCE,
+                f"batch-{batch_id}",
+                batch_id,
+                len(lines) + len(erased_lines),
+                loaded_lines,
+                len(erased_lines),
+                source_amount,
+                loaded_amount,
+                erased_amount,
+            ),  # fmt: skip
         )
-    return LoadSummary(len(orders), 1, len(lines), 0)
+        if erased_lines:
+            _copy_rows(
+                cur,
+                "raw.quarantine",
+                ("source", "file_name", "line_number", "reason_code"),
+                [(SHOP_SOURCE, f"batch-{batch_id}", None, s.ERASED_SUBJECT)] * len(erased_lines),
+            )
+    return LoadSummary(len(orders), 1, len(lines), len(erased_lines))
+
+
+def purge_erased_subjects(url: WarehouseUrl, data_dir: Path, now: datetime | None = None) -> dict[str, int]:
+    """After an erasure: rewrite every landing file that holds a record of an erased person
+    without those records (each record's lines dropped, the rest byte for byte), then load the
+    rewritten files again, which replaces their rows in raw and pii. Returns the records removed
+    per file (by name only)."""
+    with connect(url) as conn, conn.cursor() as cur:
+        require_migrated(cur)
+        erased = erased_subjects(cur)
+    removed: dict[str, int] = {}
+    if not erased:
+        return removed
+    for source in s.SOURCES.values():
+        root = data_dir / source.subdir
+        if not root.is_dir():
+            continue
+        known_stores = known_store_codes() if source.store_column else None
+        rewritten = False
+        for path in sorted(root.rglob("*.csv")):
+            name = path.relative_to(root).as_posix()
+            lines = _erased_record_lines(source, path, name, erased, now, known_stores)
+            if lines:
+                _rewrite_without_lines(path, lines, _read_file(path, name, inspect_export)[0])
+                removed[f"{source.subdir}/{name}"] = len(lines)
+                rewritten = True
+        if rewritten:
+            load_exports(url, source, root, now=now, known_stores=known_stores)
+    return removed
+
+
+def _erased_record_lines(
+    source: s.CsvSource, path: Path, name: str, erased: frozenset[str], now: datetime | None, known_stores: frozenset[str] | None
+) -> set[int]:
+    """The physical line numbers (1-based) of the file's records of erased people."""
+
+    def scan(handle: io.BufferedReader) -> set[int]:
+        encoding, _ = inspect_export(handle)
+        handle.seek(0)
+        found: set[int] = set()
+        for batch in read_export(source, name, handle, encoding, now, known_stores):
+            rows, rejections = _erased_positions(source, batch, erased)
+            records = [(batch.good_rows[i][-1], batch.good_lines[i]) for i in rows]
+            records += [(batch.rejections[i].line_number, batch.rejections[i].raw_text) for i in rejections]
+            for first, text in records:
+                found.update(range(first, first + len(io.StringIO(text, newline="").readlines() or [""])))
+        return found
+
+    return _read_file(path, name, scan)
+
+
+def _rewrite_without_lines(path: Path, doomed: set[int], encoding: str) -> None:
+    """Atomically replace the file by itself without the ``doomed`` physical lines."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}")
+    try:
+        with (
+            path.open(encoding=encoding, errors="surrogateescape", newline="") as original,
+            temp.open("x", encoding=encoding, errors="surrogateescape", newline="") as copy,
+        ):
+            for number, line in enumerate(original, start=1):
+                if number not in doomed:
+                    copy.write(line)
+            copy.flush()
+            os.fsync(copy.fileno())
+        temp.chmod(path.stat().st_mode & 0o777)
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
+    _fsync_directory(path.parent)
 
 
 @dataclass(frozen=True)

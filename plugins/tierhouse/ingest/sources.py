@@ -30,11 +30,13 @@ SIGN_MISMATCH = "sign_mismatch"
 UNKNOWN_STORE = "unknown_store"
 DUPLICATE_LINE = "duplicate_line"
 DUPLICATE_ORDER_ID = "duplicate_order_id"
+#: A record of a person whose data was erased (audit.erasure_ledger): counted, never kept.
+ERASED_SUBJECT = "erased_subject"
 
 REASON_CODES = (
     BAD_ENCODING, BAD_HEADER, FIELD_TOO_LARGE, UNPARSABLE_ROW, MISSING_COLUMN, WRONG_FIELD_COUNT, MISSING_REQUIRED_FIELD,
     UNPARSABLE_AMOUNT, UNPARSABLE_DATE, UNPARSABLE_NUMBER, INVALID_VALUE, FUTURE_DATE, IMPLAUSIBLE_DATE, NEGATIVE_QUANTITY,
-    SIGN_MISMATCH, UNKNOWN_STORE, DUPLICATE_LINE, DUPLICATE_ORDER_ID,
+    SIGN_MISMATCH, UNKNOWN_STORE, DUPLICATE_LINE, DUPLICATE_ORDER_ID, ERASED_SUBJECT,
 )  # fmt: skip
 
 #: The largest field a record may hold; a larger one is a broken export (an unclosed quote

@@ -8,7 +8,7 @@ from datetime import date, datetime
 
 from tierhouse import settings
 from tierhouse.periods import PeriodError, add_months, is_quarter_end, months_between, parse_period, quarter_end
-from tierhouse.warehouse.connection import WarehouseUrl
+from tierhouse.warehouse.connection import WarehouseUrl, login_url
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def check_deidentification() -> int:
     customer's name anywhere in the other schemas fails the run before anything is published."""
     from tierhouse.privacy import deidentification, dsr
 
-    names = dsr.customer_names(warehouse_url("steward"), "tierhouse pipeline", "de-identification gate before publish")
+    names = dsr.customer_names(warehouse_url("steward"), "deidentification_gate")
     return deidentification.gate(warehouse_url("gate"), names).evaluated
 
 
@@ -275,25 +275,35 @@ def check_appeal_deadlines(today: date) -> dict[str, int]:
 
 def data_subject_request(
     kind: str, customer: str, requested_by: str, reason: str, field: str | None = None, value: str | None = None,
-    out_dir: str | None = None, url: WarehouseUrl | None = None,
+    out_dir: str | None = None, url: WarehouseUrl | None = None, data_dir: str | None = None,
 ) -> str:  # fmt: skip
-    """One data-subject request (tierhouse.privacy.dsr); returns what was done, without personal data."""
-    from pathlib import Path
-
-    from tierhouse.lifecycle import history
+    """Record one data-subject request (tierhouse.privacy.dsr) and carry it out; what ``tierhouse
+    dsr`` does. Returns what was done."""
     from tierhouse.privacy import dsr
 
     url = url or warehouse_url("steward")
-    if kind == "access":
-        out = Path(out_dir or settings.STATE_DIR / "dsr")
-        path = dsr.access(url, customer, requested_by, reason, out, history.customer_history(url, customer))
-        return f"access: everything held on {customer} written to {path}"
-    if kind == "correction":
-        if not field or value is None:
-            raise dsr.RequestError("a correction needs the field and its correct value")
-        return f"correction {dsr.correct(url, customer, field, value, requested_by, reason)}: {field} of {customer} corrected"
-    if kind == "consent_withdrawal":
-        return f"consent withdrawal {dsr.withdraw_consent(url, customer, requested_by, reason)}: {customer} is no longer graded"
-    if kind == "erasure":
-        return f"erasure {dsr.erase(url, customer, requested_by, reason)}: personal data of {customer} erased"
-    raise dsr.RequestError(f"unknown request kind {kind!r}")
+    request_id = dsr.record(url, kind, customer, requested_by, reason, field, value)
+    return carry_out_request(request_id, out_dir, url, data_dir)
+
+
+def carry_out_request(
+    request_id: str, out_dir: str | None = None, url: WarehouseUrl | None = None, data_dir: str | None = None
+) -> str:
+    """Carry out a recorded data-subject request by its id (the ``tierhouse_dsr`` DAG is given
+    nothing else); an erasure also cleans the landing files. The answer names no person."""
+    from pathlib import Path
+
+    from tierhouse.ingest import loaders
+    from tierhouse.lifecycle import history
+    from tierhouse.privacy import dsr
+
+    # the steward's login records and carries out the request; the landing files are reloaded
+    # as the ingest job's login, which alone writes raw
+    ingest_url = login_url(url, "ingest") if url else warehouse_url("ingest")
+    url = url or warehouse_url("steward")
+    out = Path(out_dir or settings.STATE_DIR / "dsr")
+    request, done = dsr.carry_out(url, request_id, out, lambda member: history.customer_history(url, member))
+    if request.kind == "erasure":
+        removed = loaders.purge_erased_subjects(ingest_url, Path(data_dir) if data_dir else settings.DATA_DIR)
+        done += f"; {sum(removed.values())} records removed from {len(removed)} landing files and those files reloaded"
+    return done

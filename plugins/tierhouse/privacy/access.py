@@ -12,9 +12,11 @@ transformer   reads ``raw``; builds ``analytics`` (seeds), ``staging``, ``interm
               and append to ``history``; never ``pii``
 bi_reader     reads ``published`` only: audited tier lists, no personal data, no raw data
 auditor       reads ``history`` and ``audit`` (grading history, access log); no personal data
-steward       the only role that reads personal data, and only through ``pii.read_customer``,
-              which writes who, what, when and why to ``audit.access_log`` before returning
-              anything; values come back encrypted and are decrypted by the application
+steward       the only role that reads personal data, and only through ``pii.read_customer`` /
+              ``pii.customer_names``, which refuse unless ``audit.log_personal_data_read`` logged
+              the read (login, role, reason code) in another, committed transaction; values come
+              back encrypted and are decrypted by the application. It changes personal data only
+              through ``pii.add_member_version`` / ``pii.erase_customer``, for a recorded request
 ============  =====================================================================================
 
 Views in ``published`` run with ``security_invoker``: a view cannot lend its owner's rights to
@@ -87,18 +89,26 @@ grant select on {", ".join(BI_RELATIONS)} to bi_reader;
 
 grant usage on schema history, audit to auditor;
 grant select on all tables in schema history, audit to auditor;
+-- a correction's value waiting to be carried out is personal data, even encrypted
+revoke select on audit.dsr_request_values from auditor;
 
--- steward: personal data only through the logged functions; a data-subject request records
--- itself, adds a CRM member version and blanks personal data by key, without reading it
+-- every load drops the rows of erased people (tierhouse.ingest.loaders), so it reads the ledger
+grant usage on schema audit to loader;
+grant select on audit.erasure_ledger to loader;
+
+-- steward: no privilege on any pii table (not even count(*)); personal data is read through the
+-- logged functions and changed through the request-bound ones (migration 0300). A request is
+-- recorded and carried out here: a CRM member version, the erasure ledger, the extract's and
+-- quarantine's copies of an erased person, the export's grading data.
 grant usage on schema raw, pii, intermediate, marts, published, history, audit to steward;
-grant execute on function pii.read_customer(text, text, text), pii.customer_names(text, text) to steward;
-grant select, insert on audit.dsr_requests to steward;
+grant execute on function audit.log_personal_data_read(text, text, text, uuid), pii.read_customer(uuid),
+    pii.customer_names(uuid), pii.add_member_version(uuid, timestamp, text, text), pii.erase_customer(uuid) to steward;
+grant select, insert on audit.dsr_requests, audit.dsr_completions, audit.erasure_ledger to steward;
+grant select, insert, delete on audit.dsr_request_values to steward;
 grant select, insert on raw.crm_members to steward;
 grant select on raw.service_tickets, published.customer_tiers to steward;
+grant select, delete on raw.quarantine, raw.shop_orders, raw.shop_order_lines to steward;
 grant select on all tables in schema intermediate, marts, history to steward;
-grant insert on pii.crm_members to steward;
-grant select (member_id), update (name, phone, address) on pii.crm_members to steward;
-grant select (ticket_id), update (note) on pii.service_tickets to steward;
 
 -- what dbt builds next is readable by the jobs that read it, and by no one else
 alter default privileges for role {DBT_ROLE} in schema {dbt_schemas} revoke all on tables from public;

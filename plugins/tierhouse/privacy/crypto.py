@@ -14,6 +14,8 @@ ciphertext copied into another column does not decrypt. See docs/PRIVACY.md for 
 from __future__ import annotations
 
 import base64
+import contextlib
+import csv
 import hashlib
 import hmac
 import json
@@ -113,6 +115,28 @@ def pseudonymise(kind: str, value: str) -> str:
     version = secret(KEY_VERSION_ENV) or "1"
     digest = hmac.new(_key(raw), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
     return f"v{version}:{digest[:32]}"
+
+
+def subject_keys(value: str) -> set[str]:
+    """The keys a value has in the erasure ledger: as a member id, and as a phone number when it
+    is one (a phone typed into a member-id field is caught too)."""
+    value = value.strip()
+    if not value:
+        return set()
+    keys = {pseudonymise("member_id", value)}
+    with contextlib.suppress(ValueError):
+        keys.add(pseudonymise("phone", normalise_phone(value)))
+    return keys
+
+
+def record_subject_keys(raw_text: str) -> set[str]:
+    """The ledger keys of every field of a CSV record's raw text (a rejected record may not split
+    into its columns, so every field counts)."""
+    try:
+        fields = [field for line in csv.reader(raw_text.splitlines()) for field in line]
+    except csv.Error:
+        fields = re.split(r"[,\s]", raw_text)
+    return {key for field in fields for key in subject_keys(field)}
 
 
 class DecryptionError(TierhouseError, ValueError):
