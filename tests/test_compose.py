@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from tierhouse import settings
+from tierhouse.warehouse.connection import JOBS, LOGINS
 
 ROOT = settings.PROJECT_ROOT
 AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
@@ -47,19 +49,64 @@ def test_dependencies_name_real_services(compose: dict) -> None:
             assert dependency in compose["services"], (name, dependency)
 
 
+#: What only the scheduler adds to the shared Airflow environment: where its two secret files are
+SCHEDULER_ONLY = {"AIRFLOW__SECRETS__BACKEND", "AIRFLOW__SECRETS__BACKEND_KWARGS", "TIERHOUSE_KEYS_FILE"}
+
+
 def test_airflow_services_share_one_configuration(compose: dict) -> None:
-    envs = [compose["services"][name]["environment"] for name in AIRFLOW_SERVICES]
-    assert all(env == envs[0] for env in envs)
-    env = envs[0]
+    envs = {name: compose["services"][name]["environment"] for name in AIRFLOW_SERVICES | {"airflow-init"}}
+    env = envs["airflow-apiserver"]
+    assert all(other == env for name, other in envs.items() if name != "airflow-scheduler")
+    scheduler = envs["airflow-scheduler"]
+    assert {k: v for k, v in scheduler.items() if k not in SCHEDULER_ONLY} == env and set(scheduler) - set(env) == SCHEDULER_ONLY
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
-    assert env["AIRFLOW_CONN_TIERHOUSE_WAREHOUSE"].startswith("postgresql://")
-    assert "@warehouse-db:5432/" in env["AIRFLOW_CONN_TIERHOUSE_WAREHOUSE"]
     assert "@metadata-db:5432/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+
+
+def _config_files(compose: dict, service: str) -> dict[str, str]:
+    """The configs a service mounts, by target path: their content."""
+    return {
+        mount["target"]: compose["configs"][mount["source"]]["content"]
+        for mount in compose["services"][service].get("configs", [])
+    }
+
+
+def test_the_keys_and_the_warehouse_logins_reach_the_scheduler_alone_and_never_an_environment(compose: dict) -> None:
+    # no container's environment holds a key, a warehouse login or URL: dbt, which runs inside the
+    # task's process, could print any of them with env_var
+    # (the two databases get their own superuser's password, and run no project code)
+    for name in AIRFLOW_SERVICES | {"airflow-init"}:
+        service = compose["services"][name]
+        leaked = sorted(key for key in service["environment"] if settings.is_secret_env(key))
+        assert leaked == [], (name, leaked)
+        if name != "airflow-scheduler":
+            assert "configs" not in service, name
+    files = _config_files(compose, "airflow-scheduler")
+    scheduler = compose["services"]["airflow-scheduler"]
+    assert all(mount["mode"] in (0o400, "0400") for mount in scheduler["configs"])
+    # the keys: the file crypto.secret reads, every key from .env (compose refuses one unset)
+    keys = files[scheduler["environment"]["TIERHOUSE_KEYS_FILE"]]
+    for key in ("TIERHOUSE_PSEUDONYM_KEY", "TIERHOUSE_PII_KEY"):
+        assert f'"{key}": "${{{key}:?' in keys
+    # the connections: one per job, each with its own login, in the secrets backend's file
+    backend = json.loads(scheduler["environment"]["AIRFLOW__SECRETS__BACKEND_KWARGS"])
+    lines = dict(line.split("=", 1) for line in files[backend["connections_file_path"]].splitlines())
+    assert set(lines) == {settings.warehouse_conn_id(job) for job in JOBS}
+    for job, login in LOGINS.items():
+        uri = lines[settings.warehouse_conn_id(job)]
+        assert uri.startswith(f"postgresql://{login.user}:${{{login.password_env}:?") and "@warehouse-db:5432/" in uri
+
+
+def test_every_secret_compose_needs_ships_empty_in_env_example(compose: dict) -> None:
+    needed = set(re.findall(r"\$\{([A-Z_]+):\?", (ROOT / "docker-compose.yml").read_text()))
+    assert needed == set(settings.SECRET_SETTINGS)
+    example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines() if re.match(r"[A-Z_]+=", line))
+    assert {name: example.get(name) for name in needed} == dict.fromkeys(needed, "")
 
 
 def test_no_secret_is_written_in_the_file() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
-    for match in re.finditer(r"^\s*[A-Z_]*(PASSWORD|SECRET)[A-Z_]*:\s*(\S+)", text, re.MULTILINE):
+    for match in re.finditer(r"^\s*[A-Z_]*(PASSWORD|SECRET)(?!S__)[A-Z_]*:\s*(\S+)", text, re.MULTILINE):
         assert match.group(2).startswith("${"), match.group(0)
     assert (ROOT / ".env.example").exists()
 
