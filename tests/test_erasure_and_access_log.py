@@ -13,11 +13,11 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from tests.support import query
+from tests.support import every_text_value, files_with, query
 from tests.test_ingest import CRM_HEADER, HEADER, pos_line
 from tierhouse.ingest import loaders, sources
 from tierhouse.orchestration import pipeline
-from tierhouse.privacy import access, crypto, dsr
+from tierhouse.privacy import access, dsr
 from tierhouse.warehouse.connection import WarehouseUrl, login_url, session
 
 NOW = datetime(2026, 11, 2, 12, 0)
@@ -174,36 +174,8 @@ def _load_everything(url: WarehouseUrl, root: Path) -> None:
     loaders.extract_shop_orders(url)
 
 
-def _plain_text_of_every_column(url: WarehouseUrl, skip_schemas: tuple[str, ...]) -> dict[str, str]:
-    """Every text value of every table but ``skip_schemas``, decrypted where it is encrypted."""
-    columns = query(
-        url,
-        "select table_schema, table_name, column_name from information_schema.columns join information_schema.tables"
-        " using (table_schema, table_name) where table_type = 'BASE TABLE'"
-        " and table_schema not in ('pg_catalog', 'information_schema') and not (table_schema = any(%s))"
-        " and data_type in ('text', 'character varying', 'jsonb', 'json')",
-        (list(skip_schemas),),
-    )
-    found = {}
-    for schema, table, column in columns:
-        values = [v for (v,) in query(url, f'select "{column}"::text from "{schema}"."{table}" where "{column}" is not null')]
-        context = f"{schema}.{table}.{column}"
-        found[context] = "\n".join(crypto.decrypt(v, context) if crypto.is_encrypted(v) else v for v in values)
-    return found
-
-
 def _hits(texts: dict[str, str], *needles: str) -> set[str]:
     return {where for where, text in texts.items() for needle in needles if needle in text}
-
-
-def _files_with(folder: Path, *needles: str) -> list[str]:
-    hits = []
-    for path in folder.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            text = data.decode("utf-8", "replace") + data.decode("utf-16", "replace")
-            hits += [f"{path.relative_to(folder)}: {n}" for n in needles if n in text]
-    return hits
 
 
 #: After erasure the member id may stay only as the pseudonymous key of the request records.
@@ -234,17 +206,17 @@ def test_erasure_removes_the_person_everywhere_and_old_files_do_not_bring_them_b
         (exports / f"dsr_access_{member}_0a1b2c3d.json").write_text(json.dumps({"customer": member, "name": name}))
     # a correction recorded for later keeps its value encrypted, and erasure discards it
     dsr.record(steward, "correction", MEMBER, "steward 7", "new number by letter", "phone", "13700137000")
-    assert _hits(_plain_text_of_every_column(url, ()), "13700137000") == {"audit.dsr_request_values.value"}
+    assert _hits(every_text_value(url, ()), "13700137000") == {"audit.dsr_request_values.value"}
     assert "13700137000" not in str(query(url, "select * from audit.dsr_request_values"))
 
     done = request("erasure")
     assert MEMBER not in done and NAME not in done
 
     searched = ("shop",)  # the retailer's own system (its stand-in): erasure there is the shop's (docs/PRIVACY.md)
-    texts = _plain_text_of_every_column(url, searched)
+    texts = every_text_value(url, searched)
     assert _hits(texts, NAME, PHONE, "138-0013", "13700137000") == set()
     assert _hits(texts, MEMBER) <= MEMBER_ID_KEPT
-    assert [hit for hit in _files_with(landing, MEMBER, NAME, PHONE, "138-0013") if not hit.startswith("shop/")] == []
+    assert [hit for hit in files_with(landing, (MEMBER, NAME, PHONE, "138-0013")) if not hit.startswith("shop/")] == []
     assert [path.name for path in exports.iterdir()] == [f"dsr_access_{OTHER}_0a1b2c3d.json"]
     # the other customer's records are all still there, and the rewritten files still reconcile
     assert query(url, "select count(*) from raw.crm_members where member_id = %s", (OTHER,)) == [(1,)]
@@ -261,7 +233,7 @@ def test_erasure_removes_the_person_everywhere_and_old_files_do_not_bring_them_b
     crm_file.write_bytes(crm_file.read_bytes() + b"\r\n")
     query(url, "update shop.orders set updated_at = '2026-10-20 09:00'")
     _load_everything(url, landing)
-    texts = _plain_text_of_every_column(url, searched)
+    texts = every_text_value(url, searched)
     assert _hits(texts, NAME, PHONE, "138-0013") == set()
     assert _hits(texts, MEMBER) <= MEMBER_ID_KEPT
     assert query(url, "select count(*) from raw.crm_members where member_id = %s", (OTHER,)) == [(1,)]
@@ -289,7 +261,7 @@ def test_the_cli_records_a_request_for_the_dag_with_its_value_encrypted(
     printed = capsys.readouterr().out
     ((request_id,),) = query(scratch_db, "select request_id::text from audit.dsr_requests")
     assert f'{{"request_id": "{request_id}"}}' in printed and "13700137000" not in printed
-    assert _hits(_plain_text_of_every_column(scratch_db, ()), "13700137000") == {"audit.dsr_request_values.value"}
+    assert _hits(every_text_value(scratch_db, ()), "13700137000") == {"audit.dsr_request_values.value"}
     auditor = psycopg2.connect(login_url(scratch_db, "audit").dsn())  # auditors read audit, not a pending value
     try:
         with auditor.cursor() as cur, pytest.raises(psycopg2.errors.InsufficientPrivilege):

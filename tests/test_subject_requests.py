@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import GradedWarehouse, query
+from tests.support import GradedWarehouse, every_text_value, files_with, query
 from tierhouse.grading.transform import run_dbt
 from tierhouse.ingest import loaders
 from tierhouse.ingest.sources import SOURCES
 from tierhouse.lifecycle.history import customer_history
 from tierhouse.orchestration.local_airflow import LocalAirflow, dags_test
-from tierhouse.privacy import access, crypto, dsr
+from tierhouse.privacy import access, dsr
 from tierhouse.warehouse.connection import login_url
 
 pytestmark = pytest.mark.e2e
@@ -138,38 +138,11 @@ def test_erasure_removes_personal_data_and_keeps_the_pseudonymous_history(graded
     assert query(url, "select kind from audit.dsr_requests where customer_key = %s", (member,)) == [("erasure",)]
 
 
-def _every_text_value(url) -> dict[str, str]:
-    """Every text value of every table of every schema, decrypted where it is encrypted."""
-    columns = query(
-        url,
-        "select table_schema, table_name, column_name from information_schema.columns join information_schema.tables"
-        " using (table_schema, table_name) where table_type = 'BASE TABLE'"
-        " and table_schema not in ('pg_catalog', 'information_schema')"
-        " and data_type in ('text', 'character varying', 'jsonb', 'json')",
-    )
-    found = {}
-    for schema, table, column in columns:
-        values = [v for (v,) in query(url, f'select "{column}"::text from "{schema}"."{table}" where "{column}" is not null')]
-        where = f"{schema}.{table}.{column}"
-        found[where] = "\n".join(crypto.decrypt(v, where) if crypto.is_encrypted(v) else v for v in values)
-    return found
-
-
-def _files_with(folder: Path, needles: tuple[str, ...]) -> list[str]:
-    hits = []
-    for path in folder.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            text = data.decode("utf-8", "replace") + data.decode("utf-16", "replace") + data.decode("gb18030", "replace")
-            hits += [f"{path.relative_to(folder)}: {needle}" for needle in needles if needle in text]
-    return hits
-
-
 def _airflow_metadata_with(home: Path, needles: tuple[str, ...]) -> list[str]:
     """Every row of Airflow's metadata database (dag_run.conf, xcom, the log table...) and every task log."""
     with sqlite3.connect(home / "airflow.db") as db:
         dump = "\n".join(db.iterdump())
-    return [f"airflow.db: {needle}" for needle in needles if needle in dump] + _files_with(home / "logs", needles)
+    return [f"airflow.db: {needle}" for needle in needles if needle in dump] + files_with(home / "logs", needles)
 
 
 #: Where a member id stays after erasure: the pseudonymous key of grades, history and requests,
@@ -229,11 +202,11 @@ def test_erasure_through_the_dag_holds_and_old_files_do_not_bring_the_person_bac
     through_the_dag("correction", "phone", "13700137000")  # the DAG is given the request id only
     through_the_dag("erasure")
 
-    texts = _every_text_value(url)
+    texts = every_text_value(url)
     kept = {where for where, text in texts.items() if member in text}
     assert _left_behind(texts, member, (*spelled[1:], "13700137000")) == []
-    assert [hit for hit in _files_with(data_dir, spelled) if not hit.startswith("shop/")] == []  # shop/: the shop's seed
-    assert _files_with(exports, spelled) == []
+    assert [hit for hit in files_with(data_dir, spelled) if not hit.startswith("shop/")] == []  # shop/: the shop's seed
+    assert files_with(exports, spelled) == []
     assert _airflow_metadata_with(airflow.home, (*spelled, "13700137000")) == []
 
     # the old files come back, the CRM ones with a blank line added (a new checksum): still gone
@@ -242,7 +215,7 @@ def test_erasure_through_the_dag_holds_and_old_files_do_not_bring_the_person_bac
         landed.write_bytes(original.read_bytes() + (b"\r\n" if original.parts[-2] == "crm" else b""))
     for source in SOURCES.values():
         loaders.load_exports(login_url(url, "ingest"), source, data_dir / source.subdir)
-    texts = _every_text_value(url)
+    texts = every_text_value(url)
     assert _left_behind(texts, member, spelled[1:]) == []
     assert {where for where, text in texts.items() if member in text} <= kept
     assert query(url, "select count(*) from raw.quarantine where reason_code = 'erased_subject' and raw_text is null") != [(0,)]
