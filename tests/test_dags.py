@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tierhouse import settings
-from tierhouse.orchestration.defaults import GRADED_POLICIES
+from tierhouse.orchestration.config import load_config
 from tierhouse.orchestration.local_airflow import airflow_env
 from tierhouse.warehouse.connection import WarehouseUrl
 
@@ -142,11 +142,11 @@ def test_dbt_tasks_emit_no_assets_of_their_own(dag_report: dict) -> None:
 
 @pytest.mark.parametrize(("dag_id", "gate"), [("tierhouse_grading", "lists_{}"), ("tierhouse_backfill", "selected_{}")])
 def test_a_run_can_be_limited_to_named_policies(dag_report: dict, dag_id: str, gate: str) -> None:
-    """The `policies` param defaults to every graded policy; each policy's audit runs only after
+    """The `policies` param defaults to every graded policy (tierhouse.yml); each policy's audit runs only after
     its short-circuit gate (tierhouse.orchestration.pipeline.policy_selected) let it through."""
-    dag = dag_report["dags"][dag_id]
-    assert dag["params"]["policies"] == GRADED_POLICIES
-    for policy in GRADED_POLICIES:
+    dag, graded = dag_report["dags"][dag_id], list(load_config().policies)
+    assert dag["params"]["policies"] == graded
+    for policy in graded:
         assert gate.format(policy) in dag["tasks"][f"audit_{policy}"]["upstream"]
 
 
