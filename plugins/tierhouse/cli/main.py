@@ -104,8 +104,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     _local_keys()
     url = _url("ingest")
     summary = pipeline.import_files(url, args.source, paths)
-    print(f"{args.source}: {summary.files_loaded} of {len(paths)} files loaded ({summary.files_seen - summary.files_loaded}"
-          f" unchanged), {summary.rows_loaded} rows loaded, {summary.rows_quarantined} quarantined")
+    print(
+        f"{args.source}: {summary.files_loaded} of {len(paths)} files loaded ({summary.files_seen - summary.files_loaded}"
+        f" unchanged), {summary.rows_loaded} rows loaded, {summary.rows_quarantined} quarantined"
+    )
     print(format_load_report([r for r in load_report(url) if r.source == args.source]))
     return 0 if summary.rows_quarantined == 0 else 3
 

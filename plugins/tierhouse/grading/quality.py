@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from datetime import UTC, datetime, timedelta
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -75,7 +75,7 @@ def _source_validations(spec: dict, sources: Mapping[str, int | None] | None, no
     A validation that names its ``source`` (ingest_raw) runs only when ``sources`` (the enabled
     sources, tierhouse.yml) has it, with that source's own freshness window as ``fresh_since``,
     or without its freshness expectation when the window is None. ``sources=None``: every one."""
-    chosen = []
+    chosen: list[tuple[dict, dict]] = []
     for validation in spec["validations"]:
         source = validation.get("source")
         if sources is None or source is None:
