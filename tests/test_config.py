@@ -73,6 +73,7 @@ def test_a_file_enables_exactly_the_sources_it_lists(tmp_path: Path) -> None:
         ("sources: [crm]\n", "sources: expected a mapping of source name to its settings"),
         ("policies: []\n", "policies: List should have at least 1 item after validation, not 0"),
         ("policies: [abcd, abcd]\n", "policies[1]: 'abcd' is listed twice"),
+        ("policies: [abcd, 3]\n", "policies[1]: Input should be a valid string"),
         ("source: {}\n", "source: unknown key; the file has `sources` and `policies`"),
         ("- crm\n", "(top level): expected a mapping with `sources` and/or `policies`"),
         ("sources: [\n", "not valid YAML at line 2: expected the node content, but found '<stream end>'"),
@@ -95,3 +96,16 @@ def test_an_unknown_policy_names_the_policies_there(tmp_path: Path) -> None:
         f"{path}: policies[1]: no policy 'my_abcd' under {settings.POLICIES_DIR}"
         " (policies there: abcd, highend_flower, service_levels)"
     )
+
+
+def test_the_demo_refuses_a_configuration_without_its_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tierhouse.devtools.demo import DemoConfigError, check_demo_config
+
+    monkeypatch.setenv("TIERHOUSE_CONFIG", str(tmp_path / "missing.yml"))
+    check_demo_config()  # the defaults are what the demo needs
+    path = tmp_path / "tierhouse.yml"
+    path.write_text("sources:\n  crm: {}\n  imports: {path: elsewhere}\n  pos: {}\n  payments: {}\n  custom_orders: {}\n"
+                    "  feedback: {}\n  shop: {}\npolicies: [abcd]\n")  # fmt: skip
+    monkeypatch.setenv("TIERHOUSE_CONFIG", str(path))
+    with pytest.raises(DemoConfigError, match="changes source imports, policy highend_flower, policy service_levels;"):
+        check_demo_config()

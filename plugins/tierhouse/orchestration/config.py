@@ -140,7 +140,8 @@ def _validate(path: Path, document: object) -> tuple[dict[str, dict[str, Any]] |
             return model.model_validate(value if value is not None else {})
         except ValidationError as exc:
             error = exc.errors()[0]
-            key = ".".join([prefix, *(str(part) for part in error["loc"])]).strip(".") or "(top level)"
+            key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+            key = f"{prefix}{key}".strip(".") or "(top level)"
             if error["type"] == "extra_forbidden":
                 raise fail(key, f"unknown key; {prefix or 'the file'} takes {', '.join(model.model_fields)}") from None
             raise fail(key, error["msg"]) from None
