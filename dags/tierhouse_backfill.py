@@ -12,9 +12,12 @@ from airflow.sdk import Param, chain, dag, task
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import PUBLISHED_TIERS
 from tierhouse.orchestration.chains import build_and_deidentify
-from tierhouse.orchestration.defaults import DAG_SETTINGS, GRADED_POLICIES, POLICIES_PARAM_DESCRIPTION
+from tierhouse.orchestration.config import load_config
+from tierhouse.orchestration.defaults import DAG_SETTINGS, POLICIES_PARAM_DESCRIPTION
 from tierhouse.orchestration.tasks import migrate_warehouse
 
+# tierhouse.yml's policies (default: every policy under policies/), one branch each
+GRADED_POLICIES = list(load_config().policies)
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
 
 

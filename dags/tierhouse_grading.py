@@ -11,9 +11,13 @@ from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, Param, c
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import PUBLISHED_TIERS, RAW_SALES
 from tierhouse.orchestration.chains import build_and_deidentify
-from tierhouse.orchestration.defaults import DAG_SETTINGS, GRADED_POLICIES, POLICIES_PARAM_DESCRIPTION
+from tierhouse.orchestration.config import load_config
+from tierhouse.orchestration.defaults import DAG_SETTINGS, POLICIES_PARAM_DESCRIPTION
 from tierhouse.orchestration.tasks import interval_start, migrate_warehouse, summarise_tiers
 from tierhouse.periods import TIMEZONE
+
+# tierhouse.yml's policies (default: every policy under policies/), one branch each
+GRADED_POLICIES = list(load_config().policies)
 
 
 @dag(

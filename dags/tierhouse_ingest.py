@@ -1,15 +1,16 @@
-"""Airflow DAG: land every source in the warehouse's raw schema — store POS exports, CRM
-members, payments, custom-order details and service tickets from their export files, online
-orders from the shop database — then gate them with Great Expectations. Emits the raw-sales
-Asset that triggers grading."""
+"""Airflow DAG: land every enabled source in the warehouse's raw schema — store POS exports, CRM
+members, payments, custom-order details, service tickets and order-history imports from their
+export files, online orders from the shop database — then gate them with Great Expectations.
+Which sources a deployment has, and where, is tierhouse.yml (tierhouse.orchestration.config): a
+disabled source has no task and is not checked. Emits the raw-sales Asset that triggers grading."""
 
 from __future__ import annotations
 
 from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
 
-from tierhouse.ingest.sources import SOURCES
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import RAW_SALES
+from tierhouse.orchestration.config import SHOP, load_config
 from tierhouse.orchestration.defaults import DAG_SETTINGS
 from tierhouse.orchestration.tasks import apply_access_controls, migrate_warehouse, run_day
 from tierhouse.periods import TIMEZONE
@@ -39,8 +40,11 @@ def tierhouse_ingest():
         context["outlet_events"][RAW_SALES].extra = {"data_through": run_day(context, "data_interval_end").isoformat()}
         return evaluated
 
-    loads = [load_exports.override(task_id=f"load_{name}")(name) for name in SOURCES]
-    chain(migrate_warehouse(), apply_access_controls(), [*loads, extract_shop_orders()], check_raw_quality())
+    config = load_config()
+    loads = [load_exports.override(task_id=f"load_{name}")(name) for name in config.enabled_file_sources]
+    if SHOP in config.enabled_sources:
+        loads.append(extract_shop_orders())
+    chain(migrate_warehouse(), apply_access_controls(), loads, check_raw_quality())
 
 
 tierhouse_ingest()

@@ -38,11 +38,33 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], message: str
         (("import-orders", "{tmp}/missing.csv"), "no such file: {tmp}/missing.csv"),
         (("seed-shop", "--dir", "{tmp}/shop"), "no such directory: {tmp}/shop (`tierhouse generate` writes it)"),
         (("check", "ingest_raw", "--param", "policy"), "--param takes key=value, got ['policy']"),
+        (
+            ("import", "tills", "{tmp}/x.csv"),
+            "unknown source 'tills'; sources: pos, crm, payments, custom_orders, feedback, imports, shop",
+        ),
+        (("import", "crm", "{tmp}/missing.csv"), "no such file: {tmp}/missing.csv"),
+        (
+            ("import", "shop", "{tmp}/x.csv"),
+            "shop is read from the online shop's database by the ingest DAG, not imported from files",
+        ),
     ],
 )
 def test_bad_input_is_one_line_without_a_traceback(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
     result = tierhouse(*(arg.format(tmp=tmp_path) for arg in args))
     assert_one_line_error(result, message.format(tmp=tmp_path))
+
+
+def test_a_disabled_source_and_a_bad_configuration_are_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "tierhouse.yml"
+    export = tmp_path / "tills.csv"
+    export.write_text("receipt_no\n")
+    env = {**os.environ, "TIERHOUSE_CONFIG": str(config)}
+    config.write_text("sources:\n  crm: {}\n  imports: {}\n")
+    result = subprocess.run([str(TIERHOUSE), "import", "pos", str(export)], capture_output=True, text=True, env=env, check=False)
+    assert_one_line_error(result, f"source 'pos' is not enabled in {config}; enable it under `sources:` there")
+    config.write_text("sources:\n  crm: {enabled: true, folder: crm}\n")
+    result = subprocess.run([str(TIERHOUSE), "import", "crm", str(export)], capture_output=True, text=True, env=env, check=False)
+    assert_one_line_error(result, f"{config}: sources.crm.folder: unknown key; sources.crm takes enabled, path, freshness_hours")
 
 
 def test_refusals_from_the_warehouse_side_are_one_line_too(server_url: WarehouseUrl) -> None:

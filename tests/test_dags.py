@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tierhouse import settings
-from tierhouse.orchestration.defaults import GRADED_POLICIES
+from tierhouse.orchestration.config import load_config
 from tierhouse.orchestration.local_airflow import airflow_env
 from tierhouse.warehouse.connection import WarehouseUrl
 
@@ -142,11 +142,11 @@ def test_dbt_tasks_emit_no_assets_of_their_own(dag_report: dict) -> None:
 
 @pytest.mark.parametrize(("dag_id", "gate"), [("tierhouse_grading", "lists_{}"), ("tierhouse_backfill", "selected_{}")])
 def test_a_run_can_be_limited_to_named_policies(dag_report: dict, dag_id: str, gate: str) -> None:
-    """The `policies` param defaults to every graded policy; each policy's audit runs only after
+    """The `policies` param defaults to every graded policy (tierhouse.yml); each policy's audit runs only after
     its short-circuit gate (tierhouse.orchestration.pipeline.policy_selected) let it through."""
-    dag = dag_report["dags"][dag_id]
-    assert dag["params"]["policies"] == GRADED_POLICIES
-    for policy in GRADED_POLICIES:
+    dag, graded = dag_report["dags"][dag_id], list(load_config().policies)
+    assert dag["params"]["policies"] == graded
+    for policy in graded:
         assert gate.format(policy) in dag["tasks"][f"audit_{policy}"]["upstream"]
 
 
@@ -176,3 +176,20 @@ def test_the_parse_checks_catch_network_calls_and_slow_files(tmp_path: Path) -> 
     assert set(report["network_calls"]) == {"calls_home.py", "queries_warehouse.py"}
     assert {Path(path).name for path in report["import_errors"]} == {"calls_home.py", "queries_warehouse.py"}
     assert report["parse_seconds"]["slow.py"] >= MAX_PARSE_SECONDS
+
+
+def test_the_dags_follow_the_deployment_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tierhouse.yml decides, at parse time: a source it leaves out has no load task (the shop
+    no extract), a policy it leaves out no branch."""
+    config = tmp_path / "tierhouse.yml"
+    config.write_text("sources:\n  crm: {}\n  imports: {}\n  pos: {enabled: false}\npolicies: [abcd]\n")
+    monkeypatch.setenv("TIERHOUSE_CONFIG", str(config))
+    report = run_dag_report(DAG_FOLDER, tmp_path / "airflow_home")
+    assert report["import_errors"] == {}
+    ingest = report["dags"]["tierhouse_ingest"]["tasks"]
+    assert sorted(t for t in ingest if t.startswith(("load_", "extract_"))) == ["load_crm", "load_imports"]
+    assert set(ingest["check_raw_quality"]["upstream"]) == {"load_crm", "load_imports"}
+    for dag_id in ("tierhouse_grading", "tierhouse_backfill"):
+        dag = report["dags"][dag_id]
+        assert dag["params"]["policies"] == ["abcd"]
+        assert sorted(t for t in dag["tasks"] if t.startswith("audit_") and t != "audit_deidentification") == ["audit_abcd"]

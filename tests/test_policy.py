@@ -187,9 +187,10 @@ def test_p1_art9_regrade_rules_and_calendars_come_from_the_policy_files() -> Non
 
 def test_the_dags_grade_every_shipped_policy() -> None:
     from tierhouse.lifecycle.regrade import regraded_policies
-    from tierhouse.orchestration.defaults import GRADED_POLICIES, REGRADED_POLICIES
+    from tierhouse.orchestration.config import load_config
+    from tierhouse.orchestration.defaults import REGRADED_POLICIES
 
-    assert sorted(GRADED_POLICIES) == sorted({p.name for p in policy.discover()})
+    assert sorted(load_config().policies) == sorted({p.name for p in policy.discover()})
     assert [p.name for p in regraded_policies()] == REGRADED_POLICIES
 
 

@@ -82,3 +82,26 @@ def test_checkpoint_parameters_cannot_inject_sql(empty_db) -> None:
         quality.run_checkpoint(
             empty_db, "publish_customer_tiers", {**PARAMS, "policy": "x' or '1'='1"}, expectation_parameters=P1_EXPECTED
         )
+
+
+def test_the_raw_gate_checks_only_enabled_sources_each_with_its_freshness(scratch_db) -> None:
+    """ingest_raw limited to imports and crm (tierhouse.yml): the empty crm table fails its row
+    count and freshness; imports pass without a freshness window, and fail one when configured;
+    pos, shop and the other disabled sources are not checked at all."""
+    query(
+        scratch_db,
+        "insert into raw.imported_order_lines (order_id, line_no, ordered_at, channel, quantity, amount, _source_file,"
+        " _source_line, _loaded_at) values ('A-1', 1, '2024-12-01 10:00', 'website', 1, 100, 'a.csv', 2, now() - interval '30 days')",
+    )
+    outcome = quality.run_checkpoint(scratch_db, "ingest_raw", sources={"imports": None, "crm": 48})
+    assert {(f.suite, f.expectation) for f in outcome.failures} == {
+        ("raw_crm_members", "expect_table_row_count_to_be_between"),
+        ("raw_crm_members", "expect_column_max_to_be_between"),
+    }
+    assert quality.run_checkpoint(scratch_db, "ingest_raw", sources={"imports": None}).success
+    stale = quality.run_checkpoint(scratch_db, "ingest_raw", sources={"imports": 24 * 7})
+    assert [(f.suite, f.expectation) for f in stale.failures] == [("raw_imported_order_lines", "expect_column_max_to_be_between")]
+    assert quality.run_checkpoint(scratch_db, "ingest_raw", sources={"imports": 24 * 60}).success
+    query(scratch_db, "insert into raw.imported_order_lines select * from raw.imported_order_lines")  # a line twice
+    doubled = quality.run_checkpoint(scratch_db, "ingest_raw", sources={"imports": None})
+    assert [f.expectation for f in doubled.failures] == ["expect_compound_columns_to_be_unique"]

@@ -95,6 +95,23 @@ def cmd_import_orders(args: argparse.Namespace) -> int:
     return 0 if summary.rows_quarantined == 0 else 3
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from tierhouse.ingest.loaders import format_load_report, load_report
+    from tierhouse.orchestration import pipeline
+
+    paths = [Path(name) for name in args.files]
+    pipeline.importable(args.source, paths)  # a wrong source or file is one line before any connection
+    _local_keys()
+    url = _url("ingest")
+    summary = pipeline.import_files(url, args.source, paths)
+    print(
+        f"{args.source}: {summary.files_loaded} of {len(paths)} files loaded ({summary.files_seen - summary.files_loaded}"
+        f" unchanged), {summary.rows_loaded} rows loaded, {summary.rows_quarantined} quarantined"
+    )
+    print(format_load_report([r for r in load_report(url) if r.source == args.source]))
+    return 0 if summary.rows_quarantined == 0 else 3
+
+
 def cmd_loads(_args: argparse.Namespace) -> int:
     from tierhouse.ingest.loaders import format_load_report, load_report
 
@@ -238,12 +255,14 @@ def cmd_dsr(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from tierhouse.grading.quality import run_checkpoint
+    from tierhouse.orchestration.config import load_config
 
     malformed = [item for item in args.param if "=" not in item]
     if malformed:
         raise UsageError(f"--param takes key=value, got {malformed}")
     params = dict(item.split("=", 1) for item in args.param)
-    outcome = run_checkpoint(_url("gate"), args.checkpoint, params)
+    # a checkpoint over sources checks the enabled ones, each with its freshness (tierhouse.yml)
+    outcome = run_checkpoint(_url("gate"), args.checkpoint, params, sources=load_config().freshness())
     for failure in outcome.failures:
         print(f"FAILED {failure}")
     print(f"{args.checkpoint}: {'passed' if outcome.success else 'FAILED'} ({outcome.evaluated} expectations)")
@@ -277,9 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default=str(settings.DATA_DIR / "shop"))
     p.set_defaults(func=cmd_seed_shop)
 
-    p = sub.add_parser("import-orders", help="load your own order history (generic CSV layout, see README)")
+    p = sub.add_parser("import-orders", help="the same as `import imports FILE`: your own order history (generic layout)")
     p.add_argument("file")
     p.set_defaults(func=cmd_import_orders)
+
+    p = sub.add_parser("import", help="land and load export files of one enabled source (layouts: docs/SOURCES.md)")
+    p.add_argument("source", help="pos, crm, payments, custom_orders, feedback or imports")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("loads", help="what was read, loaded and quarantined per source")
     p.set_defaults(func=cmd_loads)

@@ -11,6 +11,7 @@ import time
 from datetime import date, datetime, timedelta
 
 from tierhouse import settings
+from tierhouse.errors import TierhouseError
 from tierhouse.periods import parse_period
 from tierhouse.warehouse.connection import WarehouseUrl, connect, login_url
 from tierhouse.warehouse.migrate import migrate_and_report
@@ -20,6 +21,32 @@ DEMO_DATA_END = date(2026, 11, 1)
 DEMO_PERIOD = "2026-10"
 DEMO_QUARTER_END = "2026-09"
 DEMO_BACKFILL = {"start": "2026-07", "end": DEMO_PERIOD}
+#: The policies the demo's review, appeal and summaries use.
+DEMO_POLICIES = ("highend_flower", "service_levels", "abcd")
+
+
+class DemoConfigError(TierhouseError, ValueError):
+    """The deployment configuration leaves out what the demo's sample data needs."""
+
+
+def check_demo_config() -> None:
+    """The demo generates every source into the landing area and grades the shipped policies:
+    tierhouse.yml (when there is one) must enable each source at its default place and grade them."""
+    from tierhouse.ingest.sources import SOURCES
+    from tierhouse.orchestration.config import load_config
+
+    config = load_config()
+    moved = [
+        name for name, source in config.sources.items()
+        if not source.enabled or source.connection or (name in SOURCES and source.landing_dir != settings.DATA_DIR / SOURCES[name].subdir)
+    ]  # fmt: skip
+    left_out = [name for name in DEMO_POLICIES if name not in config.policies]
+    if moved or left_out:
+        changed = ", ".join([*(f"source {name}" for name in moved), *(f"policy {name}" for name in left_out)])
+        raise DemoConfigError(
+            f"the demo needs every source enabled at its default place and the shipped policies graded, but {config.label}"
+            f" changes {changed}; run it with TIERHOUSE_CONFIG naming a file that does not exist, or without tierhouse.yml"
+        )
 
 
 def run_demo(url: WarehouseUrl, customers: int, months: int, seed: int, verbose: bool = False) -> int:
@@ -34,6 +61,7 @@ def run_demo(url: WarehouseUrl, customers: int, months: int, seed: int, verbose:
     from tierhouse.orchestration.local_airflow import LocalAirflow, dags_test
     from tierhouse.privacy.access import format_role_check
 
+    check_demo_config()
     started = time.monotonic()
     print(f"[demo] warehouse {url.redacted()}")
     for line in migrate_and_report(url):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -68,6 +69,38 @@ def _expectation_parameters(spec: dict, now: datetime | None, supplied: dict | N
     return values
 
 
+def _source_validations(spec: dict, sources: Mapping[str, int | None] | None, now: datetime | None) -> list[tuple[dict, dict]]:
+    """The checkpoint's validations, each with the values that replace its suite's parameters.
+
+    A validation that names its ``source`` (ingest_raw) runs only when ``sources`` (the enabled
+    sources, tierhouse.yml) has it, with that source's own freshness window as ``fresh_since``,
+    or without its freshness expectation when the window is None. ``sources=None``: every one."""
+    chosen: list[tuple[dict, dict]] = []
+    for validation in spec["validations"]:
+        source = validation.get("source")
+        if sources is None or source is None:
+            chosen.append((validation, {}))
+        elif source in sources:
+            hours = sources[source]
+            since = None if hours is None else ((now or datetime.now(UTC)) - timedelta(hours=hours)).isoformat()
+            chosen.append((validation, {"fresh_since": since}))
+    return chosen
+
+
+def _with_values(expectation: dict, values: dict) -> dict | None:
+    """The expectation with ``values`` written into its kwargs in place of their parameters;
+    None when it needs a parameter whose value is None (a check switched off)."""
+    kwargs = {}
+    for key, value in expectation["kwargs"].items():
+        name = value.get("$PARAMETER") if isinstance(value, dict) else None
+        if name in values:
+            if values[name] is None:
+                return None
+            value = values[name]
+        kwargs[key] = value
+    return {**expectation, "kwargs": kwargs}
+
+
 def run_checkpoint(
     url: WarehouseUrl,
     name: str,
@@ -75,13 +108,19 @@ def run_checkpoint(
     root: Path | None = None,
     now: datetime | None = None,
     expectation_parameters: dict | None = None,
+    sources: Mapping[str, int | None] | None = None,
 ) -> CheckpointOutcome:
-    """Run a checkpoint and return its outcome; :func:`gate` raises on failure instead."""
+    """Run a checkpoint and return its outcome; :func:`gate` raises on failure instead. ``sources``
+    limits a checkpoint over sources to those, each with its freshness window in hours."""
     params = params or {}
     spec = load_checkpoint_spec(name, root)
     if "built_at_run_time_by" in spec:
         raise CheckpointError(f"checkpoint {name} has no fixed suite; run it with {spec['built_at_run_time_by']}")
     parameters = _expectation_parameters(spec, now, expectation_parameters)
+    validations = _source_validations(spec, sources, now)
+    if not validations:
+        log.info("checkpoint %s: no enabled source to check", name)
+        return CheckpointOutcome(name, True, 0, ())
     # imported once the checkpoint is known to run: Great Expectations takes seconds to import
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
@@ -90,10 +129,10 @@ def run_checkpoint(
     context.variables.progress_bars = {"globally": False}
     source = context.data_sources.add_postgres("warehouse", connection_string=url.url())
     validation_definitions = []
-    for index, validation in enumerate(spec["validations"]):
+    for index, (validation, values) in enumerate(validations):
         suite_spec = load_suite_spec(validation["suite"], root)
         suite = gx.ExpectationSuite(name=f"{suite_spec['name']}#{index}", meta=suite_spec.get("meta", {}))
-        for expectation in suite_spec["expectations"]:
+        for expectation in filter(None, (_with_values(e, values) for e in suite_spec["expectations"])):
             suite.add_expectation_configuration(
                 ExpectationConfiguration(type=expectation["type"], kwargs=expectation["kwargs"], meta=expectation.get("meta"))
             )
@@ -137,10 +176,14 @@ def run_checkpoint(
 
 
 def gate(
-    url: WarehouseUrl, name: str, params: dict[str, str] | None = None, expectation_parameters: dict | None = None
+    url: WarehouseUrl,
+    name: str,
+    params: dict[str, str] | None = None,
+    expectation_parameters: dict | None = None,
+    sources: Mapping[str, int | None] | None = None,
 ) -> CheckpointOutcome:
     """Run a checkpoint and raise :class:`QualityGateFailed` unless every expectation holds."""
-    outcome = run_checkpoint(url, name, params, expectation_parameters=expectation_parameters)
+    outcome = run_checkpoint(url, name, params, expectation_parameters=expectation_parameters, sources=sources)
     if not outcome.success:
         lines = "\n  ".join(str(f) for f in outcome.failures) or "(checkpoint failed without a failed expectation)"
         raise QualityGateFailed(

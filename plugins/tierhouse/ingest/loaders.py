@@ -9,7 +9,7 @@ take turns (an advisory lock), so no two of them commit the same key. A record o
 whose data was erased (``audit.erasure_ledger``) is never loaded: it is counted in quarantine as
 ``erased_subject``, without its text.
 
-A file a person hands over (``tierhouse import-orders``) is first landed: copied atomically into
+A file a person hands over (``tierhouse import``) is first landed: copied atomically into
 the landing area, then loaded — that file only, and only if its bytes are still the ones landed.
 """
 
@@ -665,11 +665,19 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
+def import_files(url: WarehouseUrl, source: s.CsvSource, paths: list[Path], landing_dir: Path) -> LoadSummary:
+    """Land files a person hands over in ``landing_dir`` (the source's landing folder), then load
+    exactly those files, each only if its bytes are still the ones landed."""
+    names = [path.name for path in paths]
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
+        raise LandingError(f"two files named {repeated[0]}: each lands as its name in {landing_dir}; rename one")
+    landed = [land_file(path, landing_dir) for path in paths]
+    return load_exports(url, source, landing_dir, landed={file.path: file.sha256 for file in landed})
+
+
 def import_order_file(url: WarehouseUrl, path: Path, landing: Path | None = None) -> LoadSummary:
     """Land an order-history file in the generic layout, then load exactly that file."""
-    landing_dir = (landing or settings.DATA_DIR) / s.ORDER_IMPORT.subdir
-    landed = land_file(path, landing_dir)
-    return load_exports(url, s.ORDER_IMPORT, landing_dir, landed={landed.path: landed.sha256})
+    return import_files(url, s.ORDER_IMPORT, [path], (landing or settings.DATA_DIR) / s.ORDER_IMPORT.subdir)
 
 
 def _phone_key(phone: str | None) -> str | None:

@@ -20,8 +20,8 @@ DAG_SETTINGS = {
     "default_args": DEFAULT_ARGS,
 }
 
-#: The policies the DAGs grade (their files are under policies/); a task group per policy.
-GRADED_POLICIES = ["highend_flower", "service_levels", "abcd"]
+# Which policies the DAGs grade is deployment configuration, not code: tierhouse.yml's `policies`,
+# by default every policy under policies/ (tierhouse.orchestration.config).
 #: The grading and backfill DAGs' ``policies`` param: a run may be limited to named policies.
 POLICIES_PARAM_DESCRIPTION = "Policies to grade (the others' branches are skipped); default every graded policy"
 

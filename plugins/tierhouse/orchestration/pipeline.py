@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tierhouse import settings
 from tierhouse.periods import PeriodError, add_months, is_quarter_end, months_between, parse_period, quarter_end
 from tierhouse.warehouse.connection import WarehouseUrl, login_url
+
+if TYPE_CHECKING:
+    from tierhouse.ingest.loaders import LoadSummary
+    from tierhouse.ingest.sources import CsvSource
 
 log = logging.getLogger(__name__)
 
@@ -16,9 +22,13 @@ log = logging.getLogger(__name__)
 def warehouse_url(job: str) -> WarehouseUrl:
     """The warehouse as ``job``'s login, from its Airflow connection (``tierhouse_warehouse_<job>``;
     ``tierhouse_warehouse`` for the migrate step): each task connects with its own job's login."""
+    return _connection_url(settings.warehouse_conn_id(job))
+
+
+def _connection_url(conn_id: str) -> WarehouseUrl:
     from airflow.sdk import BaseHook
 
-    conn = BaseHook.get_connection(settings.warehouse_conn_id(job))
+    conn = BaseHook.get_connection(conn_id)
     return WarehouseUrl(
         host=conn.host or "127.0.0.1",
         port=int(conn.port or 5432),
@@ -42,28 +52,64 @@ def migrate_warehouse() -> list[str]:
 
 # -- ingest -----------------------------------------------------------------------------------
 def load_exports(source_name: str) -> dict:
-    """Load the new or changed export files of one file source from the landing directory."""
+    """Load the new or changed export files of one enabled file source from its landing folder
+    (tierhouse.yml, tierhouse.orchestration.config)."""
     from tierhouse.ingest import loaders
     from tierhouse.ingest.sources import SOURCES
+    from tierhouse.orchestration.config import load_config
 
-    source = SOURCES[source_name]
-    summary = loaders.load_exports(warehouse_url("ingest"), source, settings.DATA_DIR / source.subdir)
+    landing = load_config().source(source_name).landing_dir
+    assert landing is not None  # every file source has one
+    summary = loaders.load_exports(warehouse_url("ingest"), SOURCES[source_name], landing)
     log.info("%s exports: %s", source_name, summary)
     return summary.__dict__
 
 
-def extract_shop_orders() -> dict:
+def importable(source_name: str, paths: list[Path]) -> tuple[CsvSource, Path]:
+    """The file source ``tierhouse import`` loads and its landing folder (tierhouse.yml); one line
+    for an unknown or disabled source, the shop (a database) or a missing file."""
+    from tierhouse.ingest.loaders import LandingError
+    from tierhouse.ingest.sources import SOURCES
+    from tierhouse.orchestration.config import SHOP, ConfigError, load_config
+
+    config = load_config()
+    if source_name == SHOP:
+        raise ConfigError("shop is read from the online shop's database by the ingest DAG, not imported from files")
+    landing = config.source(source_name).landing_dir
+    assert landing is not None  # every file source has one
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise LandingError(f"no such file: {', '.join(missing)}")
+    return SOURCES[source_name], landing
+
+
+def import_files(url: WarehouseUrl, source_name: str, paths: list[Path]) -> LoadSummary:
+    """``tierhouse import``: land each file in the source's landing folder (atomically), then load
+    exactly those files with the loader the DAG's ``load_<source>`` task runs on the folder."""
     from tierhouse.ingest import loaders
 
-    summary = loaders.extract_shop_orders(warehouse_url("ingest"))
+    source, landing = importable(source_name, paths)
+    return loaders.import_files(url, source, paths, landing)
+
+
+def extract_shop_orders() -> dict:
+    """Online orders from the shop database: tierhouse.yml's ``sources.shop.connection`` (an
+    Airflow connection), or the warehouse's own ``shop`` schema when it names none."""
+    from tierhouse.ingest import loaders
+    from tierhouse.orchestration.config import SHOP, load_config
+
+    connection = load_config().source(SHOP).connection
+    summary = loaders.extract_shop_orders(warehouse_url("ingest"), _connection_url(connection) if connection else None)
     log.info("shop orders: %s", summary)
     return summary.__dict__
 
 
 def check_raw_quality() -> int:
+    """The raw-data gate over the enabled sources only, each with its own freshness window."""
     from tierhouse.grading import quality
+    from tierhouse.orchestration.config import load_config
 
-    return quality.gate(warehouse_url("ingest"), "ingest_raw").evaluated
+    return quality.gate(warehouse_url("ingest"), "ingest_raw", sources=load_config().freshness()).evaluated
 
 
 # -- grading ----------------------------------------------------------------------------------
@@ -91,9 +137,12 @@ def apply_access_controls() -> list[str]:
 
 
 def load_policies() -> list[str]:
+    """The graded policies' files (tierhouse.yml; default every policy under policies/) into raw.policy_*."""
     from tierhouse.grading import policy
+    from tierhouse.orchestration.config import load_config
 
-    policies = policy.discover()
+    graded = load_config().policies
+    policies = [p for p in policy.discover() if p.name in graded]
     policy.load_policies(warehouse_url("ingest"), policies)
     return [p.policy_version_id for p in policies]
 
