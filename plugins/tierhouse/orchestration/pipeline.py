@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from tierhouse import settings
 from tierhouse.periods import PeriodError, add_months, is_quarter_end, months_between, parse_period, quarter_end
 from tierhouse.warehouse.connection import WarehouseUrl
+
+if TYPE_CHECKING:
+    from tierhouse.privacy.deidentification import GateLogins
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,14 @@ def migrate_warehouse() -> list[str]:
     applied = [migration.label for migration in migrate(warehouse_url("migrate"), passwords=passwords)]
     log.info("warehouse migrations applied: %s", ", ".join(applied) or "none (up to date)")
     return applied
+
+
+def gate_logins() -> GateLogins:
+    """The de-identification gate's own login and the steward's, from their Airflow connections:
+    every publish path runs the gate as ``th_gate``, never as the publishing task's login."""
+    from tierhouse.privacy.deidentification import GateLogins
+
+    return GateLogins(gate=warehouse_url("gate"), steward=warehouse_url("steward"))
 
 
 # -- ingest -----------------------------------------------------------------------------------
@@ -101,10 +113,9 @@ def load_policies() -> list[str]:
 def check_deidentification() -> int:
     """P1 Art. 13: no personal data outside ``pii`` — mobile numbers, ID numbers, emails or any
     customer's name anywhere in the other schemas fails the run before anything is published."""
-    from tierhouse.privacy import deidentification, dsr
+    from tierhouse.lifecycle import publish
 
-    names = dsr.customer_names(warehouse_url("steward"), "tierhouse pipeline", "de-identification gate before publish")
-    return deidentification.gate(warehouse_url("gate"), names).evaluated
+    return publish.require_deidentified(gate_logins(), "publishing the graded lists").evaluated
 
 
 def audit_tiers(policy: str, period: str) -> int:
@@ -174,7 +185,7 @@ def confirm_due_lists(today: date, run_id: str | None) -> list[dict]:
     """Art. 8: publish the confirmed list of every initial list whose review window has closed."""
     from tierhouse.lifecycle.review import confirm_due_lists as confirm
 
-    return [outcome.__dict__ for outcome in confirm(warehouse_url("publish"), today, run_id)]
+    return [outcome.__dict__ for outcome in confirm(warehouse_url("publish"), today, run_id, gate_logins())]
 
 
 # -- calendars, quarterly re-grade, appeals, backfill -------------------------------------------
@@ -258,7 +269,7 @@ def regrade_quarter(policy: str, period: str, run_id: str | None) -> dict:
     """Art. 9: the quarterly list on the last three months' trend (see tierhouse.lifecycle.regrade)."""
     from tierhouse.lifecycle import regrade
 
-    outcome = regrade.regrade_quarter(warehouse_url("publish"), policy, parse_period(period), run_id)
+    outcome = regrade.regrade_quarter(warehouse_url("publish"), policy, parse_period(period), run_id, gate_logins())
     if outcome.status == "restatement_candidate":
         log.warning("%s %s: quarterly results differ from the recorded list; recorded as a restatement candidate", policy, period)
     return outcome.__dict__
@@ -277,13 +288,16 @@ def data_subject_request(
     kind: str, customer: str, requested_by: str, reason: str, field: str | None = None, value: str | None = None,
     out_dir: str | None = None, url: WarehouseUrl | None = None,
 ) -> str:  # fmt: skip
-    """One data-subject request (tierhouse.privacy.dsr); returns what was done, without personal data."""
+    """One data-subject request (tierhouse.privacy.dsr); returns what was done, without personal data.
+    Who handles it and the customer's request are staff free text, refused before anything is done
+    when they hold personal data (the correction's value is personal data by design)."""
     from pathlib import Path
 
     from tierhouse.lifecycle import history
-    from tierhouse.privacy import dsr
+    from tierhouse.privacy import dsr, free_text
 
     url = url or warehouse_url("steward")
+    free_text.check_entry(url, requested_by=requested_by, reason=reason)
     if kind == "access":
         out = Path(out_dir or settings.STATE_DIR / "dsr")
         path = dsr.access(url, customer, requested_by, reason, out, history.customer_history(url, customer))

@@ -15,6 +15,9 @@ auditor       reads ``history`` and ``audit`` (grading history, access log); no 
 steward       the only role that reads personal data, and only through ``pii.read_customer``,
               which writes who, what, when and why to ``audit.access_log`` before returning
               anything; values come back encrypted and are decrypted by the application
+gate          the de-identification gate (its own login, ``th_gate``): SELECT on the schemas it
+              scans (not ``pii``) and nothing else, so a function a scanned view calls cannot
+              write, copy to a file or read the server's files
 ============  =====================================================================================
 
 Views in ``published`` run with ``security_invoker``: a view cannot lend its owner's rights to
