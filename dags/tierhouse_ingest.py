@@ -11,7 +11,7 @@ from tierhouse.ingest.sources import SOURCES
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import RAW_SALES
 from tierhouse.orchestration.defaults import DAG_SETTINGS
-from tierhouse.orchestration.tasks import apply_access_controls, migrate_warehouse, run_day
+from tierhouse.orchestration.tasks import migrate_warehouse, run_day
 from tierhouse.periods import TIMEZONE
 
 
@@ -40,7 +40,7 @@ def tierhouse_ingest():
         return evaluated
 
     loads = [load_exports.override(task_id=f"load_{name}")(name) for name in SOURCES]
-    chain(migrate_warehouse(), apply_access_controls(), [*loads, extract_shop_orders()], check_raw_quality())
+    chain(migrate_warehouse(), [*loads, extract_shop_orders()], check_raw_quality())
 
 
 tierhouse_ingest()

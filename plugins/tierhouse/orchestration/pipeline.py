@@ -33,14 +33,19 @@ def warehouse_url(job: str) -> WarehouseUrl:
 
 
 def migrate_warehouse() -> list[str]:
-    """Every DAG's first task: apply the warehouse migrations it lacks (tierhouse.warehouse.migrate)."""
+    """Every DAG's first task: apply the warehouse migrations it lacks (tierhouse.warehouse.migrate),
+    then every job's grants (tierhouse.privacy.access), as `tierhouse warehouse migrate` does: a
+    login whose role has no grants yet could not run the DAG's next task."""
+    from tierhouse.privacy import access
     from tierhouse.warehouse.connection import LOGINS
     from tierhouse.warehouse.migrate import migrate
 
+    url = warehouse_url("migrate")
     # each login gets the password its job's Airflow connection holds
     passwords = {job: warehouse_url(job).password for job in LOGINS}
-    applied = [migration.label for migration in migrate(warehouse_url("migrate"), passwords=passwords)]
+    applied = [migration.label for migration in migrate(url, passwords=passwords)]
     log.info("warehouse migrations applied: %s", ", ".join(applied) or "none (up to date)")
+    access.apply(url)
     return applied
 
 
