@@ -31,8 +31,13 @@ P1 = "highend_flower"
 
 @contextmanager
 def planted_leak(url) -> Iterator[None]:
-    """A mobile number outside pii, as a careless insider leaves one after grading."""
-    query(url, "create table raw.planted_note as select '客户说请打tel13912345678'::text as note")
+    """A mobile number outside pii, as a careless insider leaves one after grading; readable by the
+    gate's login, as the next grants step would make it (one it may not read fails the gate too)."""
+    query(
+        url,
+        "create table raw.planted_note as select '客户说请打tel13912345678'::text as note;"
+        " grant select on raw.planted_note to gate",
+    )
     try:
         yield
     finally:
