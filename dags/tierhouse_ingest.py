@@ -12,7 +12,7 @@ from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import RAW_SALES
 from tierhouse.orchestration.config import SHOP, load_config
 from tierhouse.orchestration.defaults import DAG_SETTINGS
-from tierhouse.orchestration.tasks import apply_access_controls, migrate_warehouse, run_day
+from tierhouse.orchestration.tasks import migrate_warehouse, run_day
 from tierhouse.periods import TIMEZONE
 
 
@@ -44,7 +44,7 @@ def tierhouse_ingest():
     loads = [load_exports.override(task_id=f"load_{name}")(name) for name in config.enabled_file_sources]
     if SHOP in config.enabled_sources:
         loads.append(extract_shop_orders())
-    chain(migrate_warehouse(), apply_access_controls(), loads, check_raw_quality())
+    chain(migrate_warehouse(), loads, check_raw_quality())
 
 
 tierhouse_ingest()

@@ -102,9 +102,10 @@ def warehouse(empty_db):
     """A clean warehouse-like database: keyed hashes, member ids, receipts, amounts, Chinese text;
     with the gate's detectors as their migration creates them, and none of the real tables."""
     query(empty_db, WAREHOUSE_DDL + CLEAN_ROWS)
-    detectors = next(m for m in migrate.migrations() if m.name == "deidentification_detectors")
+    detectors = [m for m in migrate.migrations() if m.name in ("deidentification_detectors", "free_text_detectors")]
     with connect(empty_db) as conn, conn.cursor() as cur:
-        cur.execute(detectors.sql)
+        for migration in detectors:
+            cur.execute(migration.sql)
     return empty_db
 
 

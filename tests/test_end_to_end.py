@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -11,6 +13,7 @@ import pytest
 
 from tests.support import GradedWarehouse, query
 from tierhouse import settings
+from tierhouse.gates import QualityGateFailed
 from tierhouse.grading import policy, quality
 from tierhouse.grading.explain import explain
 from tierhouse.grading.summary import tier_summary
@@ -25,6 +28,30 @@ from tierhouse.warehouse.connection import JOBS, login_url
 
 pytestmark = pytest.mark.e2e
 P1 = "highend_flower"
+
+
+@contextmanager
+def planted_leak(url) -> Iterator[None]:
+    """A mobile number outside pii, as a careless insider leaves one after grading; readable by the
+    gate's login, as the next grants step would make it (one it may not read fails the gate too)."""
+    query(
+        url,
+        "create table raw.planted_note as select '客户说请打tel13912345678'::text as note;"
+        " grant select on raw.planted_note to gate",
+    )
+    try:
+        yield
+    finally:
+        query(url, "drop table raw.planted_note")
+
+
+def assert_gate_refuses(url, publish_step) -> None:
+    """The publish step fails on the de-identification gate, naming the check and the leak."""
+    with planted_leak(url), pytest.raises(QualityGateFailed) as raised:
+        publish_step()
+    message = str(raised.value)
+    assert message.startswith("checkpoint deidentification: personal data outside the pii schema")
+    assert "raw.planted_note.note: mobile number in 1 row" in message and "13912345678" not in message
 
 
 def test_grading_publishes_every_p1_tier(graded_warehouse: GradedWarehouse) -> None:
@@ -323,6 +350,9 @@ def test_reviews_change_grades_only_through_the_confirmed_list(graded_warehouse:
         (P1, customer, period),
     ) == [("none", "initial")]
 
+    # a leak planted after grading blocks the confirmation: nothing is published
+    assert_gate_refuses(url, lambda: review.confirm_due_lists(url, deadline + timedelta(days=1), "leak-run"))
+    assert query(url, "select count(*) from history.grading_runs where list_kind = 'confirmed'") == [(0,)]
     outcomes = review.confirm_due_lists(url, deadline + timedelta(days=1), "review-run")
     assert len(outcomes) == 2  # highend_flower and service_levels have a review step; abcd has none
     confirmed = dict(
@@ -338,7 +368,14 @@ def test_reviews_change_grades_only_through_the_confirmed_list(graded_warehouse:
         "select decided_by from published.customer_tiers where policy = %s and customer_key = %s and period_month = %s",
         (P1, customer, period),
     )
-    assert decided_by == f"review by Li Wei: {reason}"
+    # BI reads the reason code; the reviewer's words stay in the history, for auditors
+    assert decided_by == "art8_review"
+    assert query(
+        url,
+        "select s.decided_by from history.tier_snapshots as s join history.grading_runs as r using (run_id)"
+        " where r.list_kind = 'confirmed' and r.policy = %s and s.customer_key = %s",
+        (P1, customer),
+    ) == [(f"review by Li Wei: {reason}",)]
     assert query(url, "select from_tier, to_tier, rule, evidence->>'reviewer' from history.tier_changes") == [
         ("none", "potential", "art8_review", "Li Wei")
     ]
@@ -354,6 +391,8 @@ def test_quarterly_regrade_moves_customers_on_their_three_month_trend(graded_war
     assert not regrade.base_ready(url, P1, date(2026, 6, 1))  # no list at all
     list_sql = "select customer_key, tier from published.customer_tiers where policy = %s and period_month = %s"
     confirmed = dict(query(url, list_sql, (P1, period)))
+    assert_gate_refuses(url, lambda: regrade.regrade_quarter(url, P1, period, "leak-run"))
+    assert query(url, "select count(*) from history.grading_runs where list_kind = 'quarterly'") == [(0,)]
     run = dags_test(graded_warehouse.airflow, "tierhouse_quarterly", conf={"quarter_end": graded_warehouse.period}, echo=False)
     assert run.succeeded, run.output[-6000:]
     quarterly = dict(query(url, list_sql + " and list_kind = 'quarterly'", (P1, period)))
@@ -422,6 +461,8 @@ def test_appeals_are_answered_with_their_basis_within_three_working_days(graded_
         appeals.answer_appeal(url, appeal_id, "Zhao Lei", "  ", "potential")
     answered_at = datetime(2026, 10, 9, 16, 0, tzinfo=CHINA)
     basis = "guest-checkout wedding order of 28 Sep matched by phone; spend and repurchase meet the potential tier"
+    assert_gate_refuses(url, lambda: appeals.answer_appeal(url, appeal_id, "Zhao Lei", basis, "potential", "leak-run"))
+    assert appeals.check_deadlines(url, date(2026, 10, 10)) == {"open": 1}  # still unanswered
     outcome = appeals.answer_appeal(url, appeal_id, "Zhao Lei", basis, "potential", "appeal-run", answered_at)
     assert outcome is not None and outcome.status == "published"
     with pytest.raises(appeals.AppealError, match="already answered"):

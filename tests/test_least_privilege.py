@@ -18,7 +18,7 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from tests.support import query
+from tests.support import as_login, assert_denied, query
 from tierhouse import settings
 from tierhouse.cli.main import main
 from tierhouse.grading.transform import dbt_env, dbt_executable
@@ -142,33 +142,18 @@ def governed(server_url: WarehouseUrl) -> Iterator[WarehouseUrl]:
         _admin(server_url, f'drop database if exists "{name}" with (force)')
 
 
-def _as_login(url: WarehouseUrl, job_or_user: str):
-    job = next(job for job, login in LOGINS.items() if job_or_user in (job, login.user))
-    login = login_url(url, job)
-    conn = psycopg2.connect(login.dsn())
-    with conn.cursor() as cur:
-        cur.execute("select session_user, current_user, (select rolsuper from pg_roles where rolname = session_user)")
-        assert cur.fetchone() == (login.user, login.user, False)  # the real login, not a superuser
-    return conn
-
-
 @pytest.mark.parametrize("cell", CELLS, ids=[cell.label for cell in CELLS])
 def test_privilege_matrix_as_the_real_login(governed: WarehouseUrl, cell: Cell) -> None:
-    conn = _as_login(governed, cell.login)
-    try:
-        with conn.cursor() as cur:
-            statement = _statement(cur, cell.target, cell.action)
-            if cell.allowed:
-                # past the privilege check, an empty row may break a constraint and a function may
-                # refuse its made-up arguments (no such read or request): that is fine
-                with contextlib.suppress(psycopg2.IntegrityError, psycopg2.errors.RaiseException):
-                    cur.execute(statement)
-            else:
-                with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-                    cur.execute(statement)
-    finally:
-        conn.rollback()
-        conn.close()
+    with as_login(governed, cell.login) as conn, conn.cursor() as cur:
+        statement = _statement(cur, cell.target, cell.action)
+        if cell.allowed:
+            # past the privilege check, an empty row may break a constraint and a function may
+            # refuse its made-up arguments (no such read or request): that is fine
+            with contextlib.suppress(psycopg2.IntegrityError, psycopg2.errors.RaiseException):
+                cur.execute(statement)
+        else:
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cur.execute(statement)
 
 
 def test_no_login_is_a_superuser_and_each_holds_its_group_only(governed: WarehouseUrl) -> None:
@@ -199,65 +184,36 @@ def test_the_steward_counts_no_pii_table_directly(governed: WarehouseUrl) -> Non
     """Personal data only through the logged functions: not even ``count(*)`` of any pii table."""
     tables = [t for (t,) in query(governed, "select 'pii.' || tablename from pg_tables where schemaname = 'pii' order by 1")]
     assert tables
-    conn = _as_login(governed, "steward")
-    try:
-        for table in tables:
-            with conn.cursor() as cur, pytest.raises(psycopg2.errors.InsufficientPrivilege):
-                cur.execute(f"select count(*) from {table}")
-            conn.rollback()
-    finally:
-        conn.close()
+    assert_denied(governed, "steward", *(f"select count(*) from {table}" for table in tables))
 
 
 def test_dbt_cannot_plant_code_that_the_publisher_or_the_superuser_would_run(governed: WarehouseUrl) -> None:
-    conn = _as_login(governed, "dbt")
-    try:
-        with conn.cursor() as cur:
-            cur.execute("set role transformer")
-            attacks = (
-                # the issue's attack: a trigger on the published table that runs when the publisher writes
-                "create trigger steal before insert on published.customer_tiers for each row execute function audit.refuse_change()",
-                # a function that would run as whoever selects a view calling it
-                "create function marts.escalate() returns integer language sql as $$ select 1 $$",
-                "create function pg_temp.escalate() returns integer language sql as $$ select 1 $$",
-                # a trigger on a relation dbt owns, run by anyone who writes it
-                "create trigger steal before insert on marts.fct_customer_tiers for each row execute function audit.refuse_change()",
-                "create rule steal as on select to marts.fct_customer_tiers do instead select * from marts.fct_customer_tiers",
-                "create view published.leak as select * from marts.fct_customer_tiers",
-            )
-            for attack in attacks:
-                cur.execute("savepoint attack")
-                with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-                    cur.execute(attack)
-                cur.execute("rollback to savepoint attack")
-            # a view calling a server-file function only runs with the reader's rights, who lack them
-            cur.execute("create view marts.read_files as select pg_read_file('/etc/hostname') as content")
+    assert_denied(
+        governed,
+        "dbt",
+        # the issue's attack: a trigger on the published table that runs when the publisher writes
+        "create trigger steal before insert on published.customer_tiers for each row execute function audit.refuse_change()",
+        # a function that would run as whoever selects a view calling it
+        "create function marts.escalate() returns integer language sql as $$ select 1 $$",
+        "create function pg_temp.escalate() returns integer language sql as $$ select 1 $$",
+        # a trigger on a relation dbt owns, run by anyone who writes it
+        "create trigger steal before insert on marts.fct_customer_tiers for each row execute function audit.refuse_change()",
+        "create rule steal as on select to marts.fct_customer_tiers do instead select * from marts.fct_customer_tiers",
+        "create view published.leak as select * from marts.fct_customer_tiers",
+        role="transformer",
+    )
+    # a view calling a server-file function only runs with the reader's rights, who lack them
+    with as_login(governed, "dbt") as conn, conn.cursor() as cur:
+        cur.execute("set role transformer")
+        cur.execute("create view marts.read_files as select pg_read_file('/etc/hostname') as content")
         conn.commit()
-    finally:
-        conn.close()
     for job in ("gate", "publish"):
-        reader = _as_login(governed, job)
-        try:
-            with reader.cursor() as cur, pytest.raises(psycopg2.errors.InsufficientPrivilege):
-                cur.execute("select content from marts.read_files")
-        finally:
-            reader.rollback()
-            reader.close()
+        assert_denied(governed, job, "select content from marts.read_files")
 
 
 def test_superuser_only_settings_are_out_of_reach_of_every_login(governed: WarehouseUrl) -> None:
     for job in LOGINS:
-        conn = _as_login(governed, job)
-        try:
-            with conn.cursor() as cur:
-                for statement in ("set session_replication_role = replica", "alter table history.reviews disable trigger all"):
-                    cur.execute("savepoint s")
-                    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-                        cur.execute(statement)
-                    cur.execute("rollback to savepoint s")
-        finally:
-            conn.rollback()
-            conn.close()
+        assert_denied(governed, job, "set session_replication_role = replica", "alter table history.reviews disable trigger all")
 
 
 def test_a_view_placed_in_published_is_never_granted_to_bi(governed: WarehouseUrl) -> None:
@@ -267,13 +223,7 @@ def test_a_view_placed_in_published_is_never_granted_to_bi(governed: WarehouseUr
         cur.execute("create view published.leak as select customer_key from marts.fct_customer_tiers")
     try:
         access.apply(governed)
-        bi = _as_login(governed, "bi")
-        try:
-            with bi.cursor() as cur, pytest.raises(psycopg2.errors.InsufficientPrivilege):
-                cur.execute("select * from published.leak")
-        finally:
-            bi.rollback()
-            bi.close()
+        assert_denied(governed, "bi", "select * from published.leak")
     finally:
         with connect(governed) as conn, conn.cursor() as cur:
             cur.execute("drop view published.leak")
@@ -284,18 +234,11 @@ def test_what_dbt_builds_next_is_readable_by_the_jobs_that_read_it_and_not_by_bi
         cur.execute("set role transformer")
         cur.execute("create table marts.built_later as select 1 as x")
     try:
-        for job, readable in (("gate", True), ("publish", True), ("bi", False), ("audit", False), ("ingest", False)):
-            conn = _as_login(governed, job)
-            try:
-                with conn.cursor() as cur:
-                    if readable:
-                        cur.execute("select x from marts.built_later")
-                    else:
-                        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-                            cur.execute("select x from marts.built_later")
-            finally:
-                conn.rollback()
-                conn.close()
+        for job in ("gate", "publish"):
+            with as_login(governed, job) as conn, conn.cursor() as cur:
+                cur.execute("select x from marts.built_later")
+        for job in ("bi", "audit", "ingest"):
+            assert_denied(governed, job, "select x from marts.built_later")
     finally:
         with connect(governed) as conn, conn.cursor() as cur:
             cur.execute("drop table marts.built_later")

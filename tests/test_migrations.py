@@ -12,15 +12,16 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from tests.support import query
+from tests.support import as_login, assert_denied, query
 from tierhouse.cli.main import main
 from tierhouse.grading import policy
 from tierhouse.ingest import loaders
 from tierhouse.ingest.sources import POS, SOURCES, SQL_TYPES
 from tierhouse.lifecycle import appeals, history, review
+from tierhouse.orchestration import pipeline
 from tierhouse.privacy import access, deidentification, dsr
 from tierhouse.warehouse import migrate
-from tierhouse.warehouse.connection import WarehouseUrl, connect
+from tierhouse.warehouse.connection import WarehouseUrl, connect, login_url
 
 MIGRATIONS = migrate.migrations()
 LATEST = len(MIGRATIONS)
@@ -116,6 +117,18 @@ def test_a_second_migrate_applies_nothing(scratch_db: WarehouseUrl, monkeypatch,
     assert capsys.readouterr().out == (
         f"the warehouse is at migration {LATEST} of {LATEST}; nothing to apply\ngrants applied to every job's role\n"
     )
+
+
+def test_the_dags_migrate_task_leaves_every_login_usable(empty_db: WarehouseUrl, monkeypatch) -> None:
+    """Every DAG's first task migrates and grants, so the next task's login has its rights even
+    on a warehouse no `tierhouse warehouse migrate` has touched."""
+    # the Airflow connections stand in for the job logins beside the test's database
+    monkeypatch.setattr(pipeline, "warehouse_url", lambda job: login_url(empty_db, job))
+    assert pipeline.migrate_warehouse() == [m.label for m in MIGRATIONS]
+    for job, relation in (("bi", "published.customer_tiers"), ("gate", "raw.crm_members"), ("publish", "history.grading_runs")):
+        with as_login(empty_db, job) as conn, conn.cursor() as cur:
+            cur.execute(f"select count(*) from {relation}")
+    assert_denied(empty_db, "bi", "select count(*) from raw.crm_members")
 
 
 def _copy_migrations(tmp_path: Path, count: int = LATEST) -> Path:

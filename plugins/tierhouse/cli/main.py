@@ -182,6 +182,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_review(args: argparse.Namespace) -> int:
     from tierhouse.lifecycle.review import add_review, confirm_due_lists
 
+    _local_keys()  # free text is checked for customer names, and the gate runs before confirming
     url = _url("review")
     if args.action == "add":
         missing = [name for name in ("policy", "period", "customer", "tier", "reviewer", "reason") if not getattr(args, name)]
@@ -199,6 +200,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 def cmd_appeal(args: argparse.Namespace) -> int:
     from tierhouse.lifecycle import appeals
 
+    _local_keys()  # free text is checked for customer names, and the gate runs before a correction
     url = _url("review")
     if args.action == "file":
         missing = [name for name in ("policy", "period", "customer", "request", "recorded_by") if not getattr(args, name)]
@@ -272,6 +274,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from tierhouse.devtools.demo import run_demo
 
+    _local_keys()  # the demo's review and appeal are checked for customer names; its answer runs the gate
     return run_demo(_url("migrate"), args.customers, args.months, args.seed, verbose=args.verbose)
 
 

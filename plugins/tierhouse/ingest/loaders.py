@@ -84,7 +84,7 @@ def _copy_rows(cur, table: str, columns: tuple[str, ...], rows: list[tuple]) -> 
 def _quarantine(cur, source: s.CsvSource, file_name: str, rejections: list) -> None:
     """Rejected records with their raw text; a source with personal data (names, phone numbers,
     notes) keeps that text encrypted, readable by the steward only."""
-    personal = any(c.pseudonymise or c.restricted for c in source.columns)
+    personal = any(c.personal for c in source.columns)
     # an erased person's record is counted, never kept: no text, no detail (erased_subject)
     _copy_rows(
         cur,

@@ -23,6 +23,8 @@ from typing import BinaryIO, TextIO
 from tierhouse.errors import TierhouseError
 from tierhouse.ingest import sources as s
 from tierhouse.privacy.crypto import normalise_phone
+from tierhouse.privacy.deidentification import KIND_LABELS
+from tierhouse.privacy.free_text import kinds_found
 
 #: Records per batch, which is what one COPY sends; and the raw text a batch may hold.
 BATCH_ROWS = 20_000
@@ -465,14 +467,21 @@ def _check_row(
         if not text:
             typed[column.name] = None
             continue
+        # raw.quarantine.detail is outside pii: a personal column's value is never quoted in it
+        quoted = column.name if column.personal else f"{column.name}={text!r}"
         try:
             value = typed[column.name] = _parse_value(column.kind, text)
         except ValueError as exc:
-            return Rejection(None, s.KIND_REASON[column.kind] or s.INVALID_VALUE, f"{column.name}={text!r}: {exc}")
+            return Rejection(None, s.KIND_REASON[column.kind] or s.INVALID_VALUE, f"{quoted}: {exc}")
+        if column.code:
+            found = kinds_found(text)
+            if found:
+                kinds = " and ".join(KIND_LABELS[kind] for kind in found)
+                return Rejection(None, s.INVALID_VALUE, f"{column.name}: holds personal data ({kinds}), not a code")
         if column.allowed is not None and text not in column.allowed:
-            return Rejection(None, s.INVALID_VALUE, f"{column.name}={text!r} is not one of {sorted(column.allowed)}")
+            return Rejection(None, s.INVALID_VALUE, f"{quoted} is not one of {sorted(column.allowed)}")
         if column.minimum is not None and value < column.minimum:  # type: ignore[operator]
-            return Rejection(None, s.INVALID_VALUE, f"{column.name}={text!r} is below {column.minimum}")
+            return Rejection(None, s.INVALID_VALUE, f"{quoted} is below {column.minimum}")
         if isinstance(value, date):
             implausible = _implausible_date(source, column, value, text, now)
             if implausible is not None:

@@ -86,6 +86,14 @@ class Column:
     pseudonymise: bool = False
     #: Personal data: kept only in the restricted ``pii`` schema, never in raw.
     restricted: bool = False
+    #: An identifier or a product code, kept in raw as it is: a value holding personal data
+    #: (a phone number typed as a member id) is quarantined as ``invalid_value`` instead.
+    code: bool = False
+
+    @property
+    def personal(self) -> bool:
+        """Whether a value of this column is personal data, never to be quoted outside ``pii``."""
+        return self.pseudonymise or self.restricted
 
     @property
     def raw_name(self) -> str | None:
@@ -252,9 +260,11 @@ ORDER_IMPORT = CsvSource(
         Column("ordered_at", ("下单时间",), "timestamp", required=True),
         Column("channel", ("渠道",), required=True, allowed=frozenset({"store", "website", "wechat", "ecommerce"})),
         Column("store_code", ("门店编码",)),
-        Column("member_id", ("会员编号",)),
+        # typed by hand in whatever system exported them: a phone number in the member id field
+        # would otherwise land in raw in clear
+        Column("member_id", ("会员编号",), code=True),
         Column("phone", ("手机号",), "phone", pseudonymise=True),
-        Column("sku", ("商品编码",)),
+        Column("sku", ("商品编码",), code=True),
         Column("business_line", ("业务类型",), allowed=BUSINESS_LINES),
         Column("customization_level", ("定制等级",), allowed=CUSTOMIZATION_LEVELS),
         Column("quantity", ("数量",), "int", required=True),

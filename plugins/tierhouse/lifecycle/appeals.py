@@ -21,6 +21,8 @@ from tierhouse.grading.policy import Policy, discover, newest
 from tierhouse.lifecycle import publish
 from tierhouse.lifecycle.workdays import policy_deadline
 from tierhouse.periods import CHINA, TIMEZONE
+from tierhouse.privacy import free_text
+from tierhouse.privacy.deidentification import GateLogins
 from tierhouse.warehouse.connection import WarehouseUrl, connect
 from tierhouse.warehouse.migrate import require_migrated
 from tierhouse.warehouse.rows import fetch_dicts, to_json
@@ -54,12 +56,13 @@ def appeal_deadline(graded_policy: Policy, received_at: datetime) -> date:
 
 def file_appeal(
     url: WarehouseUrl, policy: str, period_month: date, customer_key: str, request: str, recorded_by: str,
-    channel: str = "service desk", received_at: datetime | None = None,
+    channel: str = "service desk", received_at: datetime | None = None, logins: GateLogins | None = None,
 ) -> tuple[str, date]:  # fmt: skip
     """Record a customer's re-check request; returns its id and the day it must be answered by.
 
     ``request`` says what the customer disputes, in staff's words; it must not quote personal
-    data (names, phone numbers), which stay in the restricted ``pii`` schema.
+    data (names, phone numbers), which stay in the restricted ``pii`` schema: the text is checked
+    first (customer names read as ``logins.steward``; by default the steward's login beside ``url``).
     """
     received_at = received_at or datetime.now(CHINA)
     if not request.strip():
@@ -72,6 +75,7 @@ def file_appeal(
         raise AppealError(str(exc)) from None
     if "appeal_working_days" not in graded_policy.calendar:
         raise AppealError(f"{policy} has no appeal step in its calendar")
+    free_text.check_entry((logins or GateLogins.beside(url)).steward, request=request, recorded_by=recorded_by, channel=channel)
     with connect(url) as conn, conn.cursor() as cur:
         require_migrated(cur)
         current = publish.current_run(cur, policy, period_month)
@@ -111,15 +115,21 @@ def grading_basis(cur, policy: str, period_month: date, customer_key: str) -> li
 
 def answer_appeal(
     url: WarehouseUrl, appeal_id: str, answered_by: str, basis: str, new_tier: str | None = None,
-    airflow_run_id: str | None = None, answered_at: datetime | None = None,
+    airflow_run_id: str | None = None, answered_at: datetime | None = None, logins: GateLogins | None = None,
 ) -> publish.PublishOutcome | None:  # fmt: skip
     """Answer an appeal with its basis: upheld (``new_tier`` None or unchanged) or corrected,
-    which records and publishes an ``appeal`` list for the period with the customer's new tier."""
+    which records and publishes an ``appeal`` list for the period with the customer's new tier
+    once the de-identification gate has passed. The text is checked and the gate run as
+    ``logins`` (by default the gate's and the steward's logins beside ``url``)."""
     answered_at = answered_at or datetime.now(CHINA)
     if not basis.strip():
         raise AppealError("an answer needs its basis (Art. 9)")
     if not answered_by.strip():
         raise AppealError("an answer needs the name of whoever decided it")
+    logins = logins or GateLogins.beside(url)
+    free_text.check_entry(logins.steward, answered_by=answered_by, basis=basis)
+    if new_tier is not None:  # a corrected grade publishes a list
+        publish.require_deidentified(logins, f"answering appeal {appeal_id}")
     with connect(url) as conn, conn.cursor() as cur:
         require_migrated(cur)
         cur.execute(
@@ -158,7 +168,11 @@ def answer_appeal(
         if new_tier is not None and new_tier != current_tier:
             outcome = "corrected"
             row = rows[customer_key]
-            row[1], row[2], row[3] = new_tier, tiers[new_tier], f"appeal answered by {answered_by.strip()}: {basis.strip()}"
+            row[1], row[2], row[3] = (
+                new_tier,
+                tiers[new_tier],
+                publish.staff_decision("art9_appeal", answered_by.strip(), basis.strip()),
+            )
             snapshot = [tuple(r) for r in rows.values()]
             fingerprint = publish.digest([(base_hash, appeal_id)])
             run_id, snapshot_hash = publish.record_run(

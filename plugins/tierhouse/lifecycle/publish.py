@@ -20,6 +20,8 @@ from decimal import Decimal
 
 from tierhouse import settings
 from tierhouse.errors import TierhouseError
+from tierhouse.gates import CheckpointOutcome
+from tierhouse.privacy.deidentification import GateLogins
 from tierhouse.warehouse.connection import WarehouseUrl, connect
 from tierhouse.warehouse.migrate import require_migrated
 from tierhouse.warehouse.rows import to_json
@@ -28,6 +30,20 @@ SNAPSHOT_COLUMNS = (
     "customer_key", "tier", "tier_rank", "decided_by", "composite_score",
     "consumption_attribute", "demand_feature", "cooperation_feature",
 )  # fmt: skip
+
+
+#: How a list records a grade staff decided, in ``decided_by``: the reason code and the prefix of
+#: the text (who and why) that history keeps for auditors. ``published.customer_tiers``, which
+#: BI reads, gets the code instead of the text: staff free text never reaches BI. Grades the
+#: rules decided (dbt's "top: all conditions met", the quarterly "art9 <rule>: a -> b") hold no
+#: free text and are published as they are. decided_by is in the snapshot, so the history keeps
+#: the text and every snapshot hash stays what it was.
+STAFF_DECISIONS = {"art8_review": "review by ", "art9_appeal": "appeal answered by "}
+
+
+def staff_decision(code: str, who: str, why: str) -> str:
+    """decided_by for a grade staff set, as history records it: ``review by Li Wei: <reason>``."""
+    return f"{STAFF_DECISIONS[code]}{who}: {why}"
 
 
 def _canonical(value: object) -> str:
@@ -170,6 +186,16 @@ def record_run(
     return run_id, snapshot_hash
 
 
+def require_deidentified(logins: GateLogins, before: str) -> CheckpointOutcome:
+    """P1 Art. 13 before every publish path, not only grading's: the de-identification gate, run
+    as its own SELECT-only login (customer names read as the steward, logged), raises
+    QualityGateFailed on a leak."""
+    from tierhouse.privacy import deidentification, dsr
+
+    names = dsr.customer_names(logins.steward, "deidentification_gate")
+    return deidentification.gate(logins.gate, names)
+
+
 def publish_run(cur, run_id: str) -> None:
     """Make a recorded run the published list of its policy and period (inside the caller's transaction)."""
     cur.execute("select policy, period_month from history.grading_runs where run_id = %s", (run_id,))
@@ -179,16 +205,23 @@ def publish_run(cur, run_id: str) -> None:
         f"""
         insert into published.customer_tiers
             (policy, policy_version, period_month, list_kind, tier_label, {", ".join(SNAPSHOT_COLUMNS)}, airflow_run_id)
-        select r.policy, r.policy_version, r.period_month, r.list_kind, t.tier_label, {", ".join("s." + c for c in SNAPSHOT_COLUMNS)},
+        select r.policy, r.policy_version, r.period_month, r.list_kind, t.tier_label,
+               {", ".join(_published_decided_by() if c == "decided_by" else "s." + c for c in SNAPSHOT_COLUMNS)},
                r.airflow_run_id
         from history.tier_snapshots as s
         join history.grading_runs as r using (run_id)
         left join marts.dim_policy_tiers as t
             on t.policy = r.policy and t.policy_version = r.policy_version and t.tier = s.tier
-        where s.run_id = %s
+        where s.run_id = %(run_id)s
         """,
-        (run_id,),
+        {"run_id": run_id, **{code: prefix + "%" for code, prefix in STAFF_DECISIONS.items()}},
     )
+
+
+def _published_decided_by() -> str:
+    """SQL for the published decided_by: a staff decision's reason code, anything else as recorded."""
+    cases = " ".join(f"when s.decided_by like %({code})s then '{code}'" for code in STAFF_DECISIONS)
+    return f"case {cases} else s.decided_by end"
 
 
 def current_run(cur, policy: str, period_month: date) -> tuple[str, str] | None:

@@ -17,6 +17,7 @@ from tierhouse.grading.policy import Policy, UnknownPolicy, discover
 from tierhouse.lifecycle import publish
 from tierhouse.lifecycle.review import has_review
 from tierhouse.periods import PeriodError, is_quarter_end
+from tierhouse.privacy.deidentification import GateLogins
 from tierhouse.warehouse.connection import WarehouseUrl, connect
 from tierhouse.warehouse.migrate import require_migrated
 
@@ -73,9 +74,12 @@ def _policy(name: str) -> Policy:
 
 
 def regrade_quarter(
-    url: WarehouseUrl, policy_name: str, period_month: date, airflow_run_id: str | None = None
-) -> publish.PublishOutcome:
-    """Record and publish the quarterly list for the quarter ending with ``period_month`` — once.
+    url: WarehouseUrl, policy_name: str, period_month: date, airflow_run_id: str | None = None,
+    logins: GateLogins | None = None,
+) -> publish.PublishOutcome:  # fmt: skip
+    """Record and publish the quarterly list for the quarter ending with ``period_month`` — once,
+    after the de-identification gate has passed, run as ``logins`` (by default the gate's and the
+    steward's logins beside ``url``).
 
     A rerun with the same base list and signals changes nothing; different results for a quarter
     already re-graded become a restatement candidate, like a late change to an initial list.
@@ -83,6 +87,9 @@ def regrade_quarter(
     if not is_quarter_end(period_month):
         raise PeriodError(f"{period_month:%Y-%m} is not the last month of a quarter")
     graded_policy = _policy(policy_name)
+    publish.require_deidentified(
+        logins or GateLogins.beside(url), f"the {period_month:%Y-%m} quarterly re-grade of {policy_name}"
+    )
     with connect(url) as conn, conn.cursor() as cur:
         require_migrated(cur)
         cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"regrade:{policy_name}:{period_month}",))

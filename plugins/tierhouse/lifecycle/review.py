@@ -16,6 +16,8 @@ from tierhouse.grading.policy import Policy, discover
 from tierhouse.lifecycle import publish
 from tierhouse.lifecycle.workdays import policy_deadline
 from tierhouse.periods import CHINA
+from tierhouse.privacy import free_text
+from tierhouse.privacy.deidentification import GateLogins
 from tierhouse.warehouse.connection import WarehouseUrl, connect
 from tierhouse.warehouse.migrate import require_migrated
 
@@ -91,14 +93,17 @@ def _initial_lists(
 
 def add_review(
     url: WarehouseUrl, policy: str, period_month: date, customer_key: str, new_tier: str, reviewer: str, reason: str,
-    now: datetime | None = None,
+    now: datetime | None = None, logins: GateLogins | None = None,
 ) -> str:  # fmt: skip
-    """Record a reviewer's change to one customer's grade on an initial list still under review."""
+    """Record a reviewer's change to one customer's grade on an initial list still under review.
+    The reviewer and reason are checked for personal data first (customer names read as
+    ``logins.steward``; by default the steward's login beside ``url``)."""
     now = now or datetime.now(CHINA)
     if not reason.strip():
         raise ReviewError("a review needs a reason (Art. 8)")
     if not reviewer.strip():
         raise ReviewError("a review needs the reviewer's name")
+    free_text.check_entry((logins or GateLogins.beside(url)).steward, reviewer=reviewer, reason=reason)
     with connect(url) as conn, conn.cursor() as cur:
         require_migrated(cur)
         lists = _initial_lists(cur, policy, period_month)
@@ -132,8 +137,18 @@ def add_review(
         return review_id
 
 
-def confirm_due_lists(url: WarehouseUrl, today: date, airflow_run_id: str | None = None) -> list[publish.PublishOutcome]:
-    """Confirm and publish every initial list whose review window closed before ``today``."""
+def confirm_due_lists(
+    url: WarehouseUrl, today: date, airflow_run_id: str | None = None, logins: GateLogins | None = None
+) -> list[publish.PublishOutcome]:
+    """Confirm and publish every initial list whose review window closed before ``today``, once
+    the de-identification gate has passed, run as ``logins`` (by default the gate's and the
+    steward's logins beside ``url``)."""
+    with connect(url) as conn, conn.cursor() as cur:
+        require_migrated(cur)
+        due = [i for i in _initial_lists(cur, unconfirmed_only=True) if has_review(i.policy) and today > i.deadline]
+    if not due:
+        return []
+    publish.require_deidentified(logins or GateLogins.beside(url), "confirming the reviewed lists")
     outcomes = []
     with connect(url) as conn, conn.cursor() as cur:
         require_migrated(cur)
@@ -170,7 +185,7 @@ def _confirm(cur, initial: InitialList, airflow_run_id: str | None) -> publish.P
                     {"review_id": review_id, "reviewer": reviewer, "reason": reason, "reviewed_at": created_at.isoformat()},
                 )
             )
-        row[1], row[2], row[3] = new_tier, ranks[new_tier], f"review by {reviewer}: {reason}"
+        row[1], row[2], row[3] = new_tier, ranks[new_tier], publish.staff_decision("art8_review", reviewer, reason)
     snapshot = [tuple(row) for row in rows.values()]
     cur.execute("select input_fingerprint, policy_sha256 from history.grading_runs where run_id = %s", (initial.run_id,))
     initial_fingerprint, policy_sha = cur.fetchone()

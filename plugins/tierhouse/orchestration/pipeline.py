@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from tierhouse.ingest.loaders import LoadSummary
     from tierhouse.ingest.sources import CsvSource
 
+if TYPE_CHECKING:
+    from tierhouse.privacy.deidentification import GateLogins
+
 log = logging.getLogger(__name__)
 
 
@@ -39,15 +42,28 @@ def _connection_url(conn_id: str) -> WarehouseUrl:
 
 
 def migrate_warehouse() -> list[str]:
-    """Every DAG's first task: apply the warehouse migrations it lacks (tierhouse.warehouse.migrate)."""
+    """Every DAG's first task: apply the warehouse migrations it lacks (tierhouse.warehouse.migrate),
+    then every job's grants (tierhouse.privacy.access), as `tierhouse warehouse migrate` does: a
+    login whose role has no grants yet could not run the DAG's next task."""
+    from tierhouse.privacy import access
     from tierhouse.warehouse.connection import LOGINS
     from tierhouse.warehouse.migrate import migrate
 
+    url = warehouse_url("migrate")
     # each login gets the password its job's Airflow connection holds
     passwords = {job: warehouse_url(job).password for job in LOGINS}
-    applied = [migration.label for migration in migrate(warehouse_url("migrate"), passwords=passwords)]
+    applied = [migration.label for migration in migrate(url, passwords=passwords)]
     log.info("warehouse migrations applied: %s", ", ".join(applied) or "none (up to date)")
+    access.apply(url)
     return applied
+
+
+def gate_logins() -> GateLogins:
+    """The de-identification gate's own login and the steward's, from their Airflow connections:
+    every publish path runs the gate as ``th_gate``, never as the publishing task's login."""
+    from tierhouse.privacy.deidentification import GateLogins
+
+    return GateLogins(gate=warehouse_url("gate"), steward=warehouse_url("steward"))
 
 
 # -- ingest -----------------------------------------------------------------------------------
@@ -150,10 +166,9 @@ def load_policies() -> list[str]:
 def check_deidentification() -> int:
     """P1 Art. 13: no personal data outside ``pii`` — mobile numbers, ID numbers, emails or any
     customer's name anywhere in the other schemas fails the run before anything is published."""
-    from tierhouse.privacy import deidentification, dsr
+    from tierhouse.lifecycle import publish
 
-    names = dsr.customer_names(warehouse_url("steward"), "deidentification_gate")
-    return deidentification.gate(warehouse_url("gate"), names).evaluated
+    return publish.require_deidentified(gate_logins(), "publishing the graded lists").evaluated
 
 
 def audit_tiers(policy: str, period: str) -> int:
@@ -223,7 +238,7 @@ def confirm_due_lists(today: date, run_id: str | None) -> list[dict]:
     """Art. 8: publish the confirmed list of every initial list whose review window has closed."""
     from tierhouse.lifecycle.review import confirm_due_lists as confirm
 
-    return [outcome.__dict__ for outcome in confirm(warehouse_url("publish"), today, run_id)]
+    return [outcome.__dict__ for outcome in confirm(warehouse_url("publish"), today, run_id, gate_logins())]
 
 
 # -- calendars, quarterly re-grade, appeals, backfill -------------------------------------------
@@ -307,7 +322,7 @@ def regrade_quarter(policy: str, period: str, run_id: str | None) -> dict:
     """Art. 9: the quarterly list on the last three months' trend (see tierhouse.lifecycle.regrade)."""
     from tierhouse.lifecycle import regrade
 
-    outcome = regrade.regrade_quarter(warehouse_url("publish"), policy, parse_period(period), run_id)
+    outcome = regrade.regrade_quarter(warehouse_url("publish"), policy, parse_period(period), run_id, gate_logins())
     if outcome.status == "restatement_candidate":
         log.warning("%s %s: quarterly results differ from the recorded list; recorded as a restatement candidate", policy, period)
     return outcome.__dict__
@@ -328,9 +343,12 @@ def data_subject_request(
 ) -> str:  # fmt: skip
     """Record one data-subject request (tierhouse.privacy.dsr) and carry it out; what ``tierhouse
     dsr`` does. Returns what was done."""
-    from tierhouse.privacy import dsr
+    from tierhouse.privacy import dsr, free_text
 
     url = url or warehouse_url("steward")
+    # who handles it and the customer's request are staff free text, refused before anything is
+    # recorded when they hold personal data (a correction's value is personal data by design)
+    free_text.check_entry(url, requested_by=requested_by, reason=reason)
     request_id = dsr.record(url, kind, customer, requested_by, reason, field, value)
     return carry_out_request(request_id, out_dir, url, data_dir)
 

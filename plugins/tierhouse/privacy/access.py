@@ -8,15 +8,22 @@ Roles (cluster-wide, NOLOGIN: people and services log in as themselves and are g
 ============  =====================================================================================
 loader        writes ``raw`` and the restricted ``pii`` schema (the ingest DAG)
 transformer   reads ``raw``; builds ``analytics`` (seeds), ``staging``, ``intermediate`` and
-              ``marts`` (dbt runs as this role and owns what it builds); may write ``published``
-              and append to ``history``; never ``pii``
+              ``marts`` (dbt runs as this role and owns what it builds); nothing in ``published``,
+              ``history`` or ``pii``
 bi_reader     reads ``published`` only: audited tier lists, no personal data, no raw data
 auditor       reads ``history`` and ``audit`` (grading history, access log); no personal data
+publisher     the publish tasks: reads ``marts`` and the policy tables, appends to ``history``,
+              writes ``published.customer_tiers``; builds nothing
+reviewer      the people's review and appeal commands, which publish: the publisher's rights
 steward       the only role that reads personal data, and only through ``pii.read_customer`` /
               ``pii.customer_names``, which refuse unless ``audit.log_personal_data_read`` logged
               the read (login, role, reason code) in another, committed transaction; values come
               back encrypted and are decrypted by the application. It changes personal data only
               through ``pii.add_member_version`` / ``pii.erase_customer``, for a recorded request
+              not yet carried out
+gate          the de-identification gate (its own login, ``th_gate``): SELECT on the schemas it
+              scans (not ``pii``) and nothing else, so a function a scanned view calls cannot
+              write, copy to a file or read the server's files
 ============  =====================================================================================
 
 Views in ``published`` run with ``security_invoker``: a view cannot lend its owner's rights to

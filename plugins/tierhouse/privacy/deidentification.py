@@ -5,7 +5,8 @@ schemas is searched for four kinds of personal data:
 
 ``mobile``
     a mainland mobile number, ``1[3-9]`` and nine more digits, also written ``138-0013-8000``,
-    ``138 0013 8000``, ``+8613800138000``, ``8613800138000`` or ``0086…``;
+    ``138 0013 8000``, ``138.0013.8000``, ``138/0013/8000``, ``(138)0013-8000``,
+    ``+8613800138000``, ``8613800138000`` or ``0086…``;
 ``resident_id``
     an 18-digit resident identity number (also grouped ``6-8-4``) whose ISO 7064 MOD 11-2 check
     character is right: an 18-digit number with a wrong one is some other number;
@@ -16,10 +17,13 @@ schemas is searched for four kinds of personal data:
     inside a value: Chinese names have no word boundaries.
 
 A number must stand on its own: a digit or ASCII letter right before or after it, as in a keyed
-hash ``v1:<hex>``, a receipt ``SH01-00012345`` or a longer number, or a decimal point with
-digits on its other side, as in ``0.13812345678``, make it part of something else. Chinese
-characters are not letters here, so ``请打13812345678联系`` is found. Full-width characters
-(``１３８…``, ``＠``), which Chinese input methods produce, are read as their ASCII forms.
+hash ``v1:<hex>``, a member id ``M13812345678``, a receipt ``SH01-00012345`` or a longer number,
+or a decimal point with digits on its other side, as in ``0.13812345678``, make it part of
+something else — except a label: two letters or more before it, or letters after it, that are
+not all hex digits, as in ``tel13912345678``, ``ID11010519491231002X`` or ``13912345678x``.
+Chinese characters are not letters here, so ``请打13812345678联系`` is found. Full-width
+characters (``１３８…``, ``＠``, ``（）／``), which Chinese input methods produce, are read as
+their ASCII forms.
 
 The scanned schemas are every schema of the database except:
 
@@ -48,8 +52,15 @@ the gate; ``expectations/deidentification_exemptions.yml`` is the reviewed list 
 Customer names never become SQL text, which would put them in the server's log and in error
 messages: every database session GE opens receives them by ``COPY`` into a temporary table that
 ends with the session. The detectors are SQL functions in the ``audit`` schema, created by
-warehouse migration ``0005_deidentification_detectors``, which spells out the patterns
-described above.
+warehouse migration ``0005_deidentification_detectors`` and widened by
+``0200_free_text_detectors``, which spell out the patterns described above;
+:mod:`tierhouse.privacy.free_text` runs the same patterns on staff free text at entry.
+
+The gate reads with least privilege: it connects as its own login, ``th_gate`` (role ``gate``),
+which may only select from the scanned schemas (:func:`tierhouse.privacy.access.apply` grants
+it), never as another job's login switching role (:class:`GateLogins`); and a view, materialized view or row-security policy that would run a function outside ``pg_catalog``
+and ``audit`` (or a catalog function that is privileged or switches roles) is refused unscanned,
+failing the gate and naming it: reading it would run that function as the gate.
 """
 
 from __future__ import annotations
@@ -67,7 +78,7 @@ import yaml
 from tierhouse import settings
 from tierhouse.errors import TierhouseError
 from tierhouse.gates import CheckpointError, CheckpointOutcome, ExpectationFailure, QualityGateFailed
-from tierhouse.warehouse.connection import WarehouseUrl, connect
+from tierhouse.warehouse.connection import WarehouseUrl, connect, login_url
 from tierhouse.warehouse.migrate import WarehouseNotMigrated
 
 log = logging.getLogger(__name__)
@@ -92,6 +103,22 @@ UNSCANNED_SCHEMAS = {
 }
 MIN_NAME_LENGTH = 2
 NAMES_TABLE = "pg_temp.deidentification_names"
+
+
+@dataclass(frozen=True)
+class GateLogins:
+    """The logins the de-identification checks run as: the gate scans as its own SELECT-only
+    login (``th_gate``); the customer names it looks for, at publish and at free-text entry, are
+    read through the steward's logged path (``th_steward``)."""
+
+    gate: WarehouseUrl
+    steward: WarehouseUrl
+
+    @classmethod
+    def beside(cls, url: WarehouseUrl) -> GateLogins:
+        """The two logins on ``url``'s server and database, with the credential store's passwords
+        (the CLI's and the tests' way; a DAG task passes its Airflow connections instead)."""
+        return cls(login_url(url, "gate"), login_url(url, "steward"))
 
 
 def exemptions_file() -> Path:
@@ -158,8 +185,9 @@ _FULL_WIDTH = (
     + "".join(chr(c) for c in range(0xFF21, 0xFF3B))  # Ａ-Ｚ
     + "".join(chr(c) for c in range(0xFF41, 0xFF5B))  # ａ-ｚ
     + "＋－＠．＿％\u3000\u2010\u2011\u2012\u2013\u2014\u2212"  # and dashes people type in numbers
+    + "（）／：＃"  # brackets, slashes and labels around numbers (migration 0200)
 )
-_ASCII = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+-@._% ------"
+_ASCII = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+-@._% ------()/:#"
 assert len(_FULL_WIDTH) == len(_ASCII)
 _TO_ASCII = str.maketrans(_FULL_WIDTH, _ASCII)
 
@@ -180,15 +208,22 @@ def _name_alternative(name: str) -> str:
     return pattern
 
 
-def name_patterns(names: Iterable[str]) -> dict[bool, str]:
-    """Alternations of the names to look for: one of the names written in ASCII only (key True),
-    one of the others (key False). Names shorter than two characters are left out: a single
-    character is in too many words to mean anyone."""
+def searchable_names(names: Iterable[str]) -> set[str]:
+    """The names as they are looked for: folded to ASCII where full-width, spaces collapsed, and
+    without those shorter than two characters or without a letter."""
     cleaned = set()
     for name in names:
         folded = " ".join((name or "").translate(_TO_ASCII).split())
         if len(folded) >= MIN_NAME_LENGTH and any(ch.isalpha() for ch in folded):
             cleaned.add(folded)
+    return cleaned
+
+
+def name_patterns(names: Iterable[str]) -> dict[bool, str]:
+    """Alternations of the names to look for: one of the names written in ASCII only (key True),
+    one of the others (key False). Names shorter than two characters are left out: a single
+    character is in too many words to mean anyone."""
+    cleaned = searchable_names(names)
     patterns = {}
     for ascii_only in (True, False):
         group = sorted(n for n in cleaned if n.isascii() == ascii_only)
@@ -238,6 +273,48 @@ order by n.nspname, c.relname, a.attnum
 """
 
 
+#: Schemas whose functions a scanned view may call: PostgreSQL's own and the detectors'.
+TRUSTED_FUNCTION_SCHEMAS = ("pg_catalog", "audit")
+
+# A view, materialized view or row-security policy runs the functions it calls as whoever
+# selects from it. One that calls a function from a schema a loader or dbt can write to, or a
+# catalog function that changes the session (set_config can switch roles), is privileged for
+# some roles only (pg_read_file) or runs as its owner (security definer), is refused unscanned:
+# that function would run as the gate. The functions are read from the stored query trees (every
+# function, operator, aggregate and window function call), not from pg_depend, which records no
+# dependency on PostgreSQL's own (pinned) functions.
+UNTRUSTED_CALLS_QUERY = r"""
+with trees as (
+    select ev_class as relid, ev_action::text as tree from pg_rewrite
+    union all
+    select polrelid, coalesce(polqual::text, '') || coalesce(polwithcheck::text, '') from pg_policy
+),
+called as (
+    select distinct t.relid, case when m[1] = 'opno' then o.oprcode::oid else m[2]::oid end as fn
+    from trees as t
+    cross join lateral regexp_matches(t.tree, ':(funcid|opfuncid|aggfnoid|winfnoid|opno) ([0-9]+)', 'g') as m
+    left join pg_operator as o on m[1] = 'opno' and o.oid = m[2]::oid
+)
+select n.nspname, c.relname, string_agg(distinct fn_ns.nspname || '.' || p.proname, ', ')
+from called
+join pg_class as c on c.oid = called.relid
+join pg_namespace as n on n.oid = c.relnamespace
+join pg_proc as p on p.oid = called.fn
+join pg_namespace as fn_ns on fn_ns.oid = p.pronamespace
+where n.nspname <> all(%(unscanned)s)
+  and n.nspname not like 'pg\_%%'
+  and (
+    fn_ns.nspname <> all(%(trusted)s)
+    or p.prosecdef
+    or p.proname = 'set_config'
+    or (p.proacl is not null and not exists (
+        select 1 from aclexplode(p.proacl) as a where a.grantee = 0 and a.privilege_type = 'EXECUTE'))
+  )
+group by n.nspname, c.relname
+order by n.nspname, c.relname
+"""
+
+
 def column_kinds(type_name: str, category: str) -> tuple[str, ...]:
     """The kinds a column of this type can hold, judged by what its text form can spell."""
     if type_name in _NUMBER_TYPES:
@@ -245,6 +322,13 @@ def column_kinds(type_name: str, category: str) -> tuple[str, ...]:
     if category in _TEXT_CATEGORIES and type_name not in _UNREADABLE_TYPES:
         return KINDS
     return ()
+
+
+def untrusted_calls(url: WarehouseUrl, schemas: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Relations the gate refuses to read, ``schema.name`` to the functions that make it refuse."""
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute(UNTRUSTED_CALLS_QUERY, {"unscanned": list(UNSCANNED_SCHEMAS), "trusted": list(TRUSTED_FUNCTION_SCHEMAS)})
+        return {f"{schema}.{name}": functions for schema, name, functions in cur.fetchall() if not schemas or schema in schemas}
 
 
 def discover(url: WarehouseUrl, schemas: tuple[str, ...] | None = None) -> list[ScannedRelation]:
@@ -473,7 +557,18 @@ def scan(
     patterns = name_patterns(names)
     if not patterns:
         log.warning("de-identification gate: no customer names given, so none are searched for")
-    relations = discover(url, schemas)
+    refused = untrusted_calls(url, schemas)
+    relations = [r for r in discover(url, schemas) if r.qualified not in refused]
+    refusals = [
+        ExpectationFailure(
+            CHECKPOINT,
+            "refuse_untrusted_functions",
+            {"column": relation},
+            f"error: it calls {functions}, which would run as the gate; a scanned view may call only"
+            f" {' and '.join(TRUSTED_FUNCTION_SCHEMAS)} functions open to everyone",
+        )
+        for relation, functions in refused.items()
+    ]
     scanned_columns = {f"{r.qualified}.{c.name}" for r in relations for c in r.columns}
     for column in sorted(set(exempt) - scanned_columns):
         log.warning("de-identification exemption for %s matches no scanned column", column)
@@ -512,7 +607,7 @@ def scan(
             )
         if not validation_definitions:
             log.warning("de-identification gate: nothing to scan in %s", ", ".join(schemas or ("the database",)))
-            return CheckpointOutcome(CHECKPOINT, True, 0, ())
+            return CheckpointOutcome(CHECKPOINT, not refusals, 0, tuple(refusals))
         # COMPLETE: the found rows (column, kind, count) are the details the message is made of
         checkpoint = context.checkpoints.add(
             gx.Checkpoint(name=CHECKPOINT, validation_definitions=validation_definitions, result_format="COMPLETE")
@@ -521,7 +616,7 @@ def scan(
     finally:
         sessions.close_all()
 
-    failures = _failures(result, suites)
+    failures = refusals + _failures(result, suites)
     outcome = CheckpointOutcome(CHECKPOINT, bool(result.success) and not failures, len(validation_definitions), tuple(failures))
     log.info(
         "checkpoint %s: %s (%d relations, %d columns, %.1f s)",

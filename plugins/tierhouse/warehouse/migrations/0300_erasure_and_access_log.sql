@@ -53,6 +53,7 @@ insert into audit.access_reasons (reason_code, description) values
     ('dsr_access', 'a data-subject access request: the export of everything held on the customer'),
     ('dsr_verification', 'checking that a data-subject request was carried out'),
     ('deidentification_gate', 'the de-identification gate looks for customer names outside pii'),
+    ('free_text_check', 'staff free text is checked for customer names before it is written'),
     ('key_rotation', 're-encrypting personal data under a new key');
 
 -- Rows before this migration keep their free text; new rows have a reason code instead.
