@@ -191,9 +191,7 @@ def test_a_customer_name_in_free_text_is_refused_at_entry(granted) -> None:
     with pytest.raises(FreeTextRefused, match=r"^request refused: it holds personal data \(customer name\)"):
         appeals.file_appeal(as_reviewer(granted), "highend_flower", PERIOD, "M1", "王小明说等级不对", "Desk")
     # the names were read once, by the steward's own login through its logged path; nothing else was written
-    assert query(granted, "select database_user, requested_by from audit.access_log") == [
-        ("th_steward", "tierhouse free-text check")
-    ]
+    assert query(granted, "select database_user, reason_code from audit.access_log") == [("th_steward", "free_text_check")]
     assert query(granted, "select count(*) from history.appeals") == [(0,)]
 
 
