@@ -176,3 +176,62 @@ def test_the_parse_checks_catch_network_calls_and_slow_files(tmp_path: Path) -> 
     assert set(report["network_calls"]) == {"calls_home.py", "queries_warehouse.py"}
     assert {Path(path).name for path in report["import_errors"]} == {"calls_home.py", "queries_warehouse.py"}
     assert report["parse_seconds"]["slow.py"] >= MAX_PARSE_SECONDS
+
+
+#: A run asked for at 14:00 China time on 29 November 2026 (06:00 UTC): it stands for that day.
+RUN_AFTER = "2026-11-29T06:00:00+00:00"
+
+
+@pytest.fixture(scope="module")
+def no_logical_date_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Every DAG's Python tasks run with the context Airflow builds for a run with no logical date
+    and no data interval (tests/dag_context_report.py), the warehouse calls recorded, not made."""
+    unreachable = WarehouseUrl("127.0.0.1", 9, "nobody", "", "nowhere")
+    result = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("dag_context_report.py")), str(DAG_FOLDER), RUN_AFTER],
+        env=airflow_env(unreachable, tmp_path_factory.mktemp("airflow_home")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    line = next((line for line in result.stdout.splitlines() if line.startswith("CONTEXT_REPORT ")), None)
+    assert line, f"no report; stderr:\n{result.stderr[-4000:]}"
+    return json.loads(line.removeprefix("CONTEXT_REPORT "))
+
+
+def test_every_dag_runs_when_triggered_without_a_logical_date(no_logical_date_report: dict) -> None:
+    """`airflow dags trigger` and the UI's trigger make a run with no logical date and no data
+    interval (so the context has no `logical_date`, `ds` or `data_interval_*`); an Asset-triggered
+    run has none either. No task of any DAG may need them."""
+    runs = no_logical_date_report["runs"]
+    assert no_logical_date_report["import_errors"] == {}
+    assert {key.split(":")[0] for key in runs} == EXPECTED_DAGS
+    assert "tierhouse_grading:asset_triggered" in runs
+    errors = {
+        f"{key} {task_id}": task["error"]
+        for key, run in runs.items()
+        for task_id, task in run["tasks"].items()
+        if "error" in task
+    }
+    assert errors == {}
+    ran = {key: [task_id for task_id, task in run["tasks"].items() if "result" in task] for key, run in runs.items()}
+    assert all(ran.values()), ran
+
+
+def test_a_run_without_a_logical_date_stands_for_the_day_it_was_asked_for(no_logical_date_report: dict) -> None:
+    runs = no_logical_date_report["runs"]
+
+    def calls(key: str, name: str) -> list[list]:
+        return [args for called, args, _ in runs[key]["calls"] if called == name]
+
+    # ingest: the Asset event says the data is complete through the day of the run
+    assert runs["tierhouse_ingest:manual"]["tasks"]["check_raw_quality"]["outlet_extra"] == {"data_through": "2026-11-29"}
+    # grading, by hand or from that event: the last complete month, published by the monthly policy
+    # only (P2 and P3 list at quarter ends); the others' branches are skipped
+    for key in ("tierhouse_grading:manual", "tierhouse_grading:asset_triggered"):
+        assert runs[key]["tasks"]["resolve_period"]["result"] == "2026-10"
+        assert [args[:2] for args in calls(key, "publish_tiers")] == [["highend_flower", "2026-10"]]
+        assert runs[key]["tasks"]["publish_abcd"] == {"skipped": True}
+    assert calls("tierhouse_review:manual", "confirm_due_lists")[0][0] == "2026-11-29"
+    assert calls("tierhouse_appeals:manual", "check_appeal_deadlines") == [["2026-11-29"]]
+    assert runs["tierhouse_quarterly:manual"]["tasks"]["resolve_quarter"]["result"] == "2026-09"
