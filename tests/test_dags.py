@@ -36,18 +36,23 @@ MAX_PARSE_SECONDS = 1.0
 
 def run_dag_report(dag_folder: Path, airflow_home: Path) -> dict:
     """What tests/dag_report.py finds in ``dag_folder``, parsed with no network and no warehouse."""
-    # A warehouse that does not exist: parsing must not need one.
+    return _report("dag_report.py", "DAG_REPORT ", airflow_home, str(dag_folder))
+
+
+def _report(script: str, prefix: str, airflow_home: Path, *args: str) -> dict:
+    """The JSON a report script of tests/ prints after ``prefix``, run in a subprocess with
+    Airflow's settings and a warehouse that does not exist."""
     unreachable = WarehouseUrl("127.0.0.1", 9, "nobody", "", "nowhere")
     result = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("dag_report.py")), str(dag_folder)],
+        [sys.executable, str(Path(__file__).with_name(script)), *args],
         env=airflow_env(unreachable, airflow_home),
         capture_output=True,
         text=True,
         timeout=300,
     )
-    line = next((line for line in result.stdout.splitlines() if line.startswith("DAG_REPORT ")), None)
+    line = next((line for line in result.stdout.splitlines() if line.startswith(prefix)), None)
     assert line, f"no report; stderr:\n{result.stderr[-4000:]}"
-    return json.loads(line.removeprefix("DAG_REPORT "))
+    return json.loads(line.removeprefix(prefix))
 
 
 @pytest.fixture(scope="module")
@@ -186,17 +191,9 @@ RUN_AFTER = "2026-11-29T06:00:00+00:00"
 def no_logical_date_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Every DAG's Python tasks run with the context Airflow builds for a run with no logical date
     and no data interval (tests/dag_context_report.py), the warehouse calls recorded, not made."""
-    unreachable = WarehouseUrl("127.0.0.1", 9, "nobody", "", "nowhere")
-    result = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("dag_context_report.py")), str(DAG_FOLDER), RUN_AFTER],
-        env=airflow_env(unreachable, tmp_path_factory.mktemp("airflow_home")),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    return _report(
+        "dag_context_report.py", "CONTEXT_REPORT ", tmp_path_factory.mktemp("airflow_home"), str(DAG_FOLDER), RUN_AFTER
     )
-    line = next((line for line in result.stdout.splitlines() if line.startswith("CONTEXT_REPORT ")), None)
-    assert line, f"no report; stderr:\n{result.stderr[-4000:]}"
-    return json.loads(line.removeprefix("CONTEXT_REPORT "))
 
 
 def test_every_dag_runs_when_triggered_without_a_logical_date(no_logical_date_report: dict) -> None:
