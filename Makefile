@@ -11,7 +11,7 @@ export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: help venv manifest warehouse warehouse-stop demo test lint bench lock clean
+.PHONY: help venv manifest warehouse warehouse-stop airflow airflow-stop demo test lint bench lock clean
 
 help:
 	@echo "make demo      warehouse + sample data + real DAG runs + tier summary"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench     larger runs with timings (not part of the tests)"
 	@echo "make lock      re-resolve requirements-dev.lock and requirements.lock from pyproject.toml"
 	@echo "make warehouse / warehouse-stop   start or stop the embedded PostgreSQL"
+	@echo "make airflow / airflow-stop       start or stop a local Airflow (api-server, scheduler, dag-processor, triggerer)"
 
 venv: $(INSTALLED)
 
@@ -43,6 +44,14 @@ warehouse: $(INSTALLED)
 
 warehouse-stop: $(INSTALLED)
 	$(BIN)/tierhouse warehouse stop
+
+# A real Airflow: its four components as processes, LocalExecutor, metadata on the embedded
+# PostgreSQL; pid files and logs in .airflow/deployment. A second `make airflow` starts only what is not running.
+airflow: $(MANIFEST)
+	$(BIN)/tierhouse airflow start
+
+airflow-stop: $(INSTALLED)
+	$(BIN)/tierhouse airflow stop
 
 demo: $(MANIFEST)
 	$(BIN)/tierhouse demo
@@ -70,5 +79,6 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --quiet -c requirements-dev.lock -o requirements.lock
 
 clean:
+	-$(BIN)/tierhouse airflow stop
 	-$(BIN)/tierhouse warehouse stop
 	rm -rf .warehouse .airflow data dbt_project/target dbt_project/logs

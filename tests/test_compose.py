@@ -145,3 +145,24 @@ def test_the_image_installs_the_runtime_lock_and_the_venv_the_dev_lock() -> None
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"--require-hashes -r \S*/requirements\.lock\b", dockerfile)
     assert re.search(r"--require-hashes -r requirements-dev\.lock\b", (ROOT / "Makefile").read_text())
+
+
+def _deployment_section() -> str:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("## Running on a real Airflow")
+    return readme[start : readme.index("\n## ", start + 1)]
+
+
+def test_the_readme_lists_every_dag_to_unpause() -> None:
+    dag_ids = {dag_id for path in (ROOT / "dags").glob("*.py") for dag_id in re.findall(r'dag_id="(\w+)"', path.read_text())}
+    listed = re.findall(r"^\| `(tierhouse_\w+)` \|", _deployment_section(), re.MULTILINE)
+    assert sorted(listed) == sorted(dag_ids)
+
+
+def test_the_readme_lists_every_secret_compose_and_env_example_need() -> None:
+    section = _deployment_section()
+    table = section[section.index("| secret |") :].split("\n\n")[0]
+    documented = {name for row in table.splitlines()[2:] for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])}
+    env_example = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    required_by_compose = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):\?", (ROOT / "docker-compose.yml").read_text()))
+    assert documented == env_example == required_by_compose == set(settings.SECRET_SETTINGS)

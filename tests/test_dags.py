@@ -36,18 +36,23 @@ MAX_PARSE_SECONDS = 1.0
 
 def run_dag_report(dag_folder: Path, airflow_home: Path) -> dict:
     """What tests/dag_report.py finds in ``dag_folder``, parsed with no network and no warehouse."""
-    # A warehouse that does not exist: parsing must not need one.
+    return _report("dag_report.py", "DAG_REPORT ", airflow_home, str(dag_folder))
+
+
+def _report(script: str, prefix: str, airflow_home: Path, *args: str) -> dict:
+    """The JSON a report script of tests/ prints after ``prefix``, run in a subprocess with
+    Airflow's settings and a warehouse that does not exist."""
     unreachable = WarehouseUrl("127.0.0.1", 9, "nobody", "", "nowhere")
     result = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("dag_report.py")), str(dag_folder)],
+        [sys.executable, str(Path(__file__).with_name(script)), *args],
         env=airflow_env(unreachable, airflow_home),
         capture_output=True,
         text=True,
         timeout=300,
     )
-    line = next((line for line in result.stdout.splitlines() if line.startswith("DAG_REPORT ")), None)
+    line = next((line for line in result.stdout.splitlines() if line.startswith(prefix)), None)
     assert line, f"no report; stderr:\n{result.stderr[-4000:]}"
-    return json.loads(line.removeprefix("DAG_REPORT "))
+    return json.loads(line.removeprefix(prefix))
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +189,54 @@ def test_the_dags_follow_the_deployment_configuration(tmp_path: Path, monkeypatc
         dag = report["dags"][dag_id]
         assert dag["params"]["policies"] == ["abcd"]
         assert sorted(t for t in dag["tasks"] if t.startswith("audit_") and t != "audit_deidentification") == ["audit_abcd"]
+
+
+#: A run asked for at 14:00 China time on 29 November 2026 (06:00 UTC): it stands for that day.
+RUN_AFTER = "2026-11-29T06:00:00+00:00"
+
+
+@pytest.fixture(scope="module")
+def no_logical_date_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Every DAG's Python tasks run with the context Airflow builds for a run with no logical date
+    and no data interval (tests/dag_context_report.py), the warehouse calls recorded, not made."""
+    return _report(
+        "dag_context_report.py", "CONTEXT_REPORT ", tmp_path_factory.mktemp("airflow_home"), str(DAG_FOLDER), RUN_AFTER
+    )
+
+
+def test_every_dag_runs_when_triggered_without_a_logical_date(no_logical_date_report: dict) -> None:
+    """`airflow dags trigger` and the UI's trigger make a run with no logical date and no data
+    interval (so the context has no `logical_date`, `ds` or `data_interval_*`); an Asset-triggered
+    run has none either. No task of any DAG may need them."""
+    runs = no_logical_date_report["runs"]
+    assert no_logical_date_report["import_errors"] == {}
+    assert {key.split(":")[0] for key in runs} == EXPECTED_DAGS
+    assert "tierhouse_grading:asset_triggered" in runs
+    errors = {
+        f"{key} {task_id}": task["error"]
+        for key, run in runs.items()
+        for task_id, task in run["tasks"].items()
+        if "error" in task
+    }
+    assert errors == {}
+    ran = {key: [task_id for task_id, task in run["tasks"].items() if "result" in task] for key, run in runs.items()}
+    assert all(ran.values()), ran
+
+
+def test_a_run_without_a_logical_date_stands_for_the_day_it_was_asked_for(no_logical_date_report: dict) -> None:
+    runs = no_logical_date_report["runs"]
+
+    def calls(key: str, name: str) -> list[list]:
+        return [args for called, args, _ in runs[key]["calls"] if called == name]
+
+    # ingest: the Asset event says the data is complete through the day of the run
+    assert runs["tierhouse_ingest:manual"]["tasks"]["check_raw_quality"]["outlet_extra"] == {"data_through": "2026-11-29"}
+    # grading, by hand or from that event: the last complete month, published by the monthly policy
+    # only (P2 and P3 list at quarter ends); the others' branches are skipped
+    for key in ("tierhouse_grading:manual", "tierhouse_grading:asset_triggered"):
+        assert runs[key]["tasks"]["resolve_period"]["result"] == "2026-10"
+        assert [args[:2] for args in calls(key, "publish_tiers")] == [["highend_flower", "2026-10"]]
+        assert runs[key]["tasks"]["publish_abcd"] == {"skipped": True}
+    assert calls("tierhouse_review:manual", "confirm_due_lists")[0][0] == "2026-11-29"
+    assert calls("tierhouse_appeals:manual", "check_appeal_deadlines") == [["2026-11-29"]]
+    assert runs["tierhouse_quarterly:manual"]["tasks"]["resolve_quarter"]["result"] == "2026-09"

@@ -155,6 +155,26 @@ def cmd_run_dag(args: argparse.Namespace) -> int:
     return 0 if result.succeeded else 1
 
 
+def cmd_airflow(args: argparse.Namespace) -> int:
+    from tierhouse.orchestration.deployment import ADMIN_USER, Deployment
+    from tierhouse.warehouse.connection import resolve_url
+
+    # only start needs the warehouse running (its server holds the metadata database)
+    deployment = Deployment(_url("migrate") if args.action == "start" else resolve_url(start_embedded=False))
+    if args.action == "stop":
+        stopped = deployment.stop()
+        print(f"airflow: stopped {', '.join(stopped)}" if stopped else "airflow: nothing was running")
+        return 0
+    states = deployment.start() if args.action == "start" else deployment.states()
+    for state in states:
+        print(f"{state.name:<14} {f'running (pid {state.pid})' if state.running else 'stopped'}")
+    if not all(state.running for state in states):
+        return 1
+    print(f"Airflow UI: {deployment.url}  (login {ADMIN_USER} / {deployment.admin_password()})")
+    print(f"logs and pid files: {deployment.log_dir}, {deployment.run_dir}")
+    return 0
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     from tierhouse.grading.summary import format_summary, tier_summary
 
@@ -323,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logical-date")
     p.add_argument("--conf", help="JSON run configuration")
     p.set_defaults(func=cmd_run_dag)
+
+    p = sub.add_parser("airflow", help="start, stop or show the local Airflow deployment (api-server, scheduler, ...)")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.set_defaults(func=cmd_airflow)
 
     p = sub.add_parser("summary", help="print the published tier summary")
     p.add_argument("--policy", default="highend_flower")

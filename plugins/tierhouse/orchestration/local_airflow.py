@@ -74,6 +74,10 @@ def airflow_env(url: WarehouseUrl, home: Path = DEFAULT_AIRFLOW_HOME, extra: dic
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "AIRFLOW__COSMOS__PROPAGATE_LOGS": "False",
+        # Cosmos keeps dbt's partial-parse file in its cache, keyed by DAG id only: in the shared
+        # /tmp/cosmos, a checkout's or deployment's run against another warehouse changes the
+        # profile, and every dbt task then re-parses the whole project (over a minute each)
+        "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos"),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
         "SCARF_ANALYTICS": "false",
         "DO_NOT_TRACK": "1",
