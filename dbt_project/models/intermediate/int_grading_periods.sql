@@ -44,6 +44,10 @@ versions_in_force as (
     from months
     inner join policy_versions
         on policy_versions.effective_from <= (months.period_month + interval '1 month' - interval '1 day')::date
+    {%- if var('simulation_period', '') %}
+    -- a what-if grades the one month it asks about (tierhouse simulate)
+    where months.period_month = '{{ var("simulation_period") }}'::date
+    {%- endif %}
     order by policy_versions.policy asc, months.period_month asc, policy_versions.policy_version desc
 
 ),

@@ -147,6 +147,16 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0 if rows else 1
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from tierhouse.grading.simulate import format_simulation, read_edited_policy, simulate
+
+    policy_file = Path(args.policy)
+    period_month = parse_period(args.period)
+    edited = read_edited_policy(policy_file)  # before the warehouse: a bad file needs no server
+    print(format_simulation(simulate(_url("review"), edited, period_month, args.nearest), policy_file))
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from tierhouse.grading.explain import explain
 
@@ -294,6 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default="highend_flower")
     p.add_argument("--period", default=DEMO_PERIOD)
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("simulate", help="what-if: grade a period under an edited policy file, compare with the list in force")
+    p.add_argument("--policy", required=True, help="the edited policy file (validated like policies/<name>/v<n>.yml)")
+    p.add_argument("--period", required=True, help="YYYY-MM")
+    p.add_argument("--nearest", type=int, default=5, help="customers shown nearest each threshold")
+    p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("explain", help="why a customer has their tier: indicators, bands, points, rules")
     p.add_argument("customer")
