@@ -157,6 +157,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from tierhouse.lifecycle.report import collect, default_path, write_report
+
+    period_month = parse_period(args.period)
+    out = Path(args.out) if args.out else default_path(period_month, args.policy)
+    print(f"report: {write_report(collect(_url('gate'), period_month, args.policy), out)}")
+    return 0
+
+
+def cmd_docs(_args: argparse.Namespace) -> int:
+    from tierhouse.lifecycle.docs import build_docs
+
+    docs = build_docs(_url("dbt"))
+    for check in docs.checks:
+        print(f"{check.checkpoint}: {'passed' if check.success else 'FAILED'} ({check.evaluated} expectations)")
+    print(f"dbt docs: {docs.dbt_docs}\nData Docs: {docs.data_docs}")
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from tierhouse.grading.explain import explain
 
@@ -310,6 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", required=True, help="YYYY-MM")
     p.add_argument("--nearest", type=int, default=5, help="customers shown nearest each threshold")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("report", help="the grading report of a period: a static HTML page with charts")
+    p.add_argument("--period", required=True, help="YYYY-MM")
+    p.add_argument("--policy", help="one policy (default: every policy with a list for the period)")
+    p.add_argument("--out", help="the HTML file to write (default: reports/tierhouse-report-<period>[-<policy>].html)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("docs", help="dbt docs (static) and Great Expectations Data Docs, linked from the report")
+    p.set_defaults(func=cmd_docs)
 
     p = sub.add_parser("explain", help="why a customer has their tier: indicators, bands, points, rules")
     p.add_argument("customer")
