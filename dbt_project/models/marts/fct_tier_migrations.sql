@@ -35,85 +35,58 @@ pairs as (
 
 ),
 
-current_tiers as (
+pair_tiers as (
 
+    -- each customer's tier on either list of a pair
     select
         pairs.policy,
         pairs.period_month,
         pairs.previous_month,
         tiers.customer_key,
         tiers.tier,
-        tiers.tier_rank
+        tiers.tier_rank,
+        tiers.period_month = pairs.period_month as is_current
     from pairs
     inner join tiers
         on
             pairs.policy = tiers.policy
-            and pairs.period_month = tiers.period_month
+            and tiers.period_month in (pairs.period_month, pairs.previous_month)
 
 ),
 
-previous_tiers as (
+customer_moves as (
 
+    -- one list only means the customer entered or left the graded population
     select
-        pairs.policy,
-        pairs.period_month,
-        pairs.previous_month,
-        tiers.customer_key,
-        tiers.tier,
-        tiers.tier_rank
-    from pairs
-    inner join tiers
-        on
-            pairs.policy = tiers.policy
-            and pairs.previous_month = tiers.period_month
-
-),
-
-pair_customers as (
-
-    -- everyone graded on either list of a pair; one list only means they entered or left
-    select
-        current_tiers.policy,
-        current_tiers.period_month,
-        current_tiers.previous_month,
-        current_tiers.customer_key
-    from current_tiers
-    union
-    select
-        previous_tiers.policy,
-        previous_tiers.period_month,
-        previous_tiers.previous_month,
-        previous_tiers.customer_key
-    from previous_tiers
+        pair_tiers.policy,
+        pair_tiers.period_month,
+        pair_tiers.previous_month,
+        pair_tiers.customer_key,
+        max(pair_tiers.tier) filter (where not pair_tiers.is_current) as from_tier,
+        max(pair_tiers.tier) filter (where pair_tiers.is_current) as to_tier,
+        max(pair_tiers.tier_rank) filter (where not pair_tiers.is_current) as from_rank,
+        max(pair_tiers.tier_rank) filter (where pair_tiers.is_current) as to_rank
+    from pair_tiers
+    group by pair_tiers.policy, pair_tiers.period_month, pair_tiers.previous_month, pair_tiers.customer_key
 
 ),
 
 paired as (
 
     select
-        pair_customers.policy,
-        pair_customers.period_month,
-        pair_customers.previous_month,
-        previous_tiers.tier as from_tier,
-        current_tiers.tier as to_tier,
+        customer_moves.policy,
+        customer_moves.period_month,
+        customer_moves.previous_month,
+        customer_moves.from_tier,
+        customer_moves.to_tier,
         case
-            when previous_tiers.tier is null then 'entered'
-            when current_tiers.tier is null then 'left'
-            when current_tiers.tier_rank < previous_tiers.tier_rank then 'up'
-            when current_tiers.tier_rank > previous_tiers.tier_rank then 'down'
+            when customer_moves.from_tier is null then 'entered'
+            when customer_moves.to_tier is null then 'left'
+            when customer_moves.to_rank < customer_moves.from_rank then 'up'
+            when customer_moves.to_rank > customer_moves.from_rank then 'down'
             else 'same'
         end as direction
-    from pair_customers
-    left join current_tiers
-        on
-            pair_customers.policy = current_tiers.policy
-            and pair_customers.period_month = current_tiers.period_month
-            and pair_customers.customer_key = current_tiers.customer_key
-    left join previous_tiers
-        on
-            pair_customers.policy = previous_tiers.policy
-            and pair_customers.period_month = previous_tiers.period_month
-            and pair_customers.customer_key = previous_tiers.customer_key
+    from customer_moves
 
 ),
 

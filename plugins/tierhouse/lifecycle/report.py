@@ -438,7 +438,7 @@ def render(report: Report, out_dir: Path) -> str:
             _status_chart("Appeals (Art. 9)", "appeals", appeal_rows, ["answered", "open", "answered_late", "overdue"])
         )
     else:
-        sla_charts.append('<div class="empty">No appeals recorded.</div>')
+        sla_charts.append(f'<div class="empty">No appeal against these lists up to {period}.</div>')
     review_table = _table(
         ["policy", "list", "published", "window closes", "confirmed", "status"],
         [
