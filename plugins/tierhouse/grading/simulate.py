@@ -259,7 +259,7 @@ def format_simulation(sim: Simulation, policy_file: Path) -> str:
     for near in sim.nearest:
         if (near.tier, near.condition) != shown:
             shown = (near.tier, near.condition)
-            was = f" (was {near.previous_threshold:g})" if near.previous_threshold is not None else ""
+            was = f" (was {float(near.previous_threshold):g})" if near.previous_threshold is not None else ""
             lines.append(f"  {near.tier}: {near.condition}{was}")
         lines.append(
             f"    {near.customer_key:<14} {near.value:>14,.2f} {near.gap:>+14,.2f}  {'met' if near.is_met else 'not met'}"
