@@ -11,13 +11,14 @@ export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: help venv manifest warehouse warehouse-stop airflow airflow-stop demo test lint bench lock clean
+.PHONY: help venv manifest warehouse warehouse-stop airflow airflow-stop demo test lint bench lock clean browser docs
 
 help:
 	@echo "make demo      warehouse + sample data + real DAG runs + tier summary"
 	@echo "make test      make lint, then the test suite (sets everything up first)"
 	@echo "make lint      ruff, sqlfluff, mypy and the dbt project check (make test runs it first)"
 	@echo "make bench     larger runs with timings (not part of the tests)"
+	@echo "make docs      dbt docs and Great Expectations Data Docs of the demo warehouse"
 	@echo "make lock      re-resolve requirements-dev.lock and requirements.lock from pyproject.toml"
 	@echo "make warehouse / warehouse-stop   start or stop the embedded PostgreSQL"
 	@echo "make airflow / airflow-stop       start or stop a local Airflow (api-server, scheduler, dag-processor, triggerer)"
@@ -65,8 +66,24 @@ lint: $(MANIFEST)
 	$(BIN)/mypy
 	$(BIN)/python -m tierhouse.devtools.dbt_project_check --manifest $(MANIFEST)
 
-test: lint
+test: lint browser
 	$(BIN)/pytest
+
+# Debian's headless Chromium, its driver and a CJK font (tier labels are Chinese), for the report's browser test
+# (tests/test_report.py). Installed only when missing, and only where apt-get can (root on a
+# Debian-like system); elsewhere the test skips and says why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && fc-list 2>/dev/null | grep -qi wenquanyi; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei >/dev/null 2>&1 \
+		|| (apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei >/dev/null)) \
+		|| echo "browser: could not install chromium, chromium-driver and fonts-wqy-zenhei; the report's browser test may skip"; \
+	else echo "browser: chromium and chromium-driver missing and apt-get unavailable here; the report's browser test will skip"; fi
+
+# dbt docs (dbt_project/target/static_index.html) and GE Data Docs (site/data_docs/), of the
+# warehouse `make demo` built; the grading report links both
+docs: $(MANIFEST)
+	$(BIN)/tierhouse docs
 
 bench: $(MANIFEST)
 	$(BIN)/python -m tierhouse.devtools.bench

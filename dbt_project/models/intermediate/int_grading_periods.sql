@@ -40,10 +40,17 @@ versions_in_force as (
         policy_versions.policy,
         policy_versions.policy_version,
         months.period_month,
-        (months.period_month + interval '1 month' - interval '1 day')::date as period_end
+        (months.period_month + interval '1 month' - interval '1 day')::date as period_end,
+        -- the policy's calendar (tierhouse.grading.policy.CADENCES): monthly lists, or quarter ends
+        coalesce(policy_versions.policy_document -> 'calendar' ->> 'cadence', 'monthly') = 'monthly'
+        or extract(month from months.period_month) in (3, 6, 9, 12) as is_list_month
     from months
     inner join policy_versions
         on policy_versions.effective_from <= (months.period_month + interval '1 month' - interval '1 day')::date
+    {%- if var('simulation_period', '') %}
+    -- a what-if grades the one month it asks about (tierhouse simulate)
+    where months.period_month = '{{ var("simulation_period") }}'::date
+    {%- endif %}
     order by policy_versions.policy asc, months.period_month asc, policy_versions.policy_version desc
 
 ),
@@ -58,6 +65,7 @@ final as (
         versions_in_force.policy_version,
         versions_in_force.period_month,
         versions_in_force.period_end,
+        versions_in_force.is_list_month,
         (versions_in_force.period_end - (policy_settings.window_months || ' months')::interval + interval '1 day')::date
             as window_start,
         policy_settings.window_months,

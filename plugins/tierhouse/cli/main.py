@@ -184,6 +184,35 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0 if rows else 1
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from tierhouse.grading.simulate import format_simulation, read_edited_policy, simulate
+
+    policy_file = Path(args.policy)
+    period_month = parse_period(args.period)
+    edited = read_edited_policy(policy_file)  # before the warehouse: a bad file needs no server
+    print(format_simulation(simulate(_url("review"), edited, period_month, args.nearest), policy_file))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tierhouse.lifecycle.report import collect, default_path, write_report
+
+    period_month = parse_period(args.period)
+    out = Path(args.out) if args.out else default_path(period_month, args.policy)
+    print(f"report: {write_report(collect(_url('gate'), period_month, args.policy), out)}")
+    return 0
+
+
+def cmd_docs(_args: argparse.Namespace) -> int:
+    from tierhouse.lifecycle.docs import build_docs
+
+    docs = build_docs(_url("dbt"))
+    for check in docs.checks:
+        print(f"{check.checkpoint}: {'passed' if check.success else 'FAILED'} ({check.evaluated} expectations)")
+    print(f"dbt docs: {docs.dbt_docs}\nData Docs: {docs.data_docs}")
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from tierhouse.grading.explain import explain
 
@@ -352,6 +381,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default="highend_flower")
     p.add_argument("--period", default=DEMO_PERIOD)
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("simulate", help="what-if: grade a period under an edited policy file, compare with the list in force")
+    p.add_argument("--policy", required=True, help="the edited policy file (validated like policies/<name>/v<n>.yml)")
+    p.add_argument("--period", required=True, help="YYYY-MM")
+    p.add_argument("--nearest", type=int, default=5, help="customers shown nearest each threshold")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("report", help="the grading report of a period: a static HTML page with charts")
+    p.add_argument("--period", required=True, help="YYYY-MM")
+    p.add_argument("--policy", help="one policy (default: every policy with a list for the period)")
+    p.add_argument("--out", help="the HTML file to write (default: reports/tierhouse-report-<period>[-<policy>].html)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("docs", help="dbt docs (static) and Great Expectations Data Docs, linked from the report")
+    p.set_defaults(func=cmd_docs)
 
     p = sub.add_parser("explain", help="why a customer has their tier: indicators, bands, points, rules")
     p.add_argument("customer")

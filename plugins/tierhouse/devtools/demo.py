@@ -1,8 +1,8 @@
 """The demo scenario behind `make demo`: a migrated warehouse, sample data, the real DAGs
 (ingest, a backfill of July to October 2026, review, the quarterly re-grade, appeals), one review
-and one appeal, then the tier summaries, every recorded list, what each role sees and one
-customer's history. Every step is idempotent in the product's own terms, so a second demo in
-the same checkout succeeds and prints the same lists."""
+and one appeal, then the tier summaries, every recorded list, what each role sees, one
+customer's history and the grading report (HTML). Every step is idempotent in the product's own
+terms, so a second demo in the same checkout succeeds and prints the same lists."""
 
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ def run_demo(url: WarehouseUrl, customers: int, months: int, seed: int, verbose:
     from tierhouse.ingest.loaders import format_load_report, load_report, seed_shop_database
     from tierhouse.lifecycle.appeals import answer_appeal, appeal_states, file_appeal
     from tierhouse.lifecycle.history import customer_history, format_history, format_lists
+    from tierhouse.lifecycle.report import collect, default_path, write_report
     from tierhouse.lifecycle.review import add_review, review_window
     from tierhouse.orchestration.local_airflow import LocalAirflow, dags_test
     from tierhouse.privacy.access import format_role_check
@@ -161,5 +162,10 @@ def run_demo(url: WarehouseUrl, customers: int, months: int, seed: int, verbose:
     print(format_role_check(url))
     print()
     print(format_history(appellant, customer_history(review_url, appellant)))
+    print()
+    # the managers' page: the quarter end (all three policies) and the latest month (P1's review and appeal)
+    for period in (DEMO_QUARTER_END, DEMO_PERIOD):
+        month = parse_period(period)
+        print(f"[demo] report {period}: {write_report(collect(url, month), default_path(month))}")
     print(f"\n[demo] done in {time.monotonic() - started:.0f} s")
     return 0

@@ -224,7 +224,10 @@ def _parse_scores(path: Path, doc: object) -> tuple[Score, ...]:
     return tuple(scores)
 
 
-def parse_policy(path: Path) -> Policy:
+def parse_policy(path: Path, *, in_policies_dir: bool = True) -> Policy:
+    """Read and validate one policy file. ``in_policies_dir=False`` (``tierhouse simulate``'s
+    edited copies, which may live anywhere) skips only the check that the file is named
+    ``<policy>/v<version>.yml``; every other rule applies."""
     raw_bytes = path.read_bytes()
     try:
         doc = yaml.safe_load(raw_bytes)
@@ -256,7 +259,7 @@ def parse_policy(path: Path) -> Policy:
     if not isinstance(version, int) or version < 1:
         raise PolicyError(path, "version", f"{version!r} is not a positive integer")
     file_match = _FILE_NAME.match(path.name)
-    if path.parent.name != name or not file_match or int(file_match["version"]) != version:
+    if in_policies_dir and (path.parent.name != name or not file_match or int(file_match["version"]) != version):
         raise PolicyError(path, "version", f"file must be policies/{name}/v{version}.yml")
     if not isinstance(doc["effective_from"], date):
         raise PolicyError(path, "effective_from", "must be a date (YYYY-MM-DD)")
@@ -418,83 +421,89 @@ def load_policies(url: WarehouseUrl, policies: list[Policy]) -> int:
                     "version",
                     "this version was already loaded with different content; publish the change as a new version",
                 )
-            for table in (
-                "policy_regrade_conditions",
-                "policy_tier_conditions",
-                "policy_score_bands",
-                "policy_band_conditions",
-                "policy_settings",
-                "policy_versions",
-            ):
-                cur.execute(f"delete from raw.{table} where policy = %s and version = %s", (policy.name, policy.version))
-            cur.execute(
-                "insert into raw.policy_versions (policy, version, effective_from, sha256, document) values (%s, %s, %s, %s, %s)",
-                (policy.name, policy.version, policy.effective_from, policy.sha256, json.dumps(policy.document)),
-            )
-            cur.executemany(
-                "insert into raw.policy_settings (policy, version, setting, value) values (%s, %s, %s, %s)",
-                [(policy.name, policy.version, k, v) for k, v in sorted(policy.settings.items())],
-            )
-            cur.executemany(
-                "insert into raw.policy_tier_conditions (policy, version, tier, tier_rank, tier_label, condition_id,"
-                " match_group, indicator, operator, threshold) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [
-                    (
-                        policy.name,
-                        policy.version,
-                        t.code,
-                        t.rank,
-                        t.label,
-                        c.condition_id,
-                        c.match_group,
-                        c.indicator,
-                        c.operator,
-                        c.threshold,
-                    )  # fmt: skip
-                    for t in policy.tiers
-                    for c in t.conditions
-                ],
-            )
-            cur.executemany(
-                "insert into raw.policy_score_bands (policy, version, score, weight, band, band_rank, points)"
-                " values (%s, %s, %s, %s, %s, %s, %s)",
-                [
-                    (policy.name, policy.version, sc.name, sc.weight, b.band, b.rank, b.points)
-                    for sc in policy.scores
-                    for b in sc.bands
-                ],
-            )
-            cur.executemany(
-                "insert into raw.policy_band_conditions (policy, version, score, band, condition_id, match_group, indicator,"
-                " operator, threshold) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [
-                    (
-                        policy.name,
-                        policy.version,
-                        sc.name,
-                        b.band,
-                        c.condition_id,
-                        c.match_group,
-                        c.indicator,
-                        c.operator,
-                        c.threshold,
-                    )
-                    for sc in policy.scores
-                    for b in sc.bands
-                    for c in b.conditions
-                ],
-            )
-            cur.executemany(
-                "insert into raw.policy_regrade_conditions (policy, version, rule, from_tier, to_tier, condition_id,"
-                " match_group, indicator, operator, threshold) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [
-                    (policy.name, policy.version, r.code, r.from_tier, r.to_tier, c.condition_id, c.match_group,
-                     c.indicator, c.operator, c.threshold)
-                    for r in policy.regrade_rules
-                    for c in r.conditions
-                ],
-            )  # fmt: skip
+            store_policy(cur, policy)
     return len(policies)
+
+
+#: The policy tables, children first (the order rows are deleted in)
+POLICY_TABLES = (
+    "policy_regrade_conditions",
+    "policy_tier_conditions",
+    "policy_score_bands",
+    "policy_band_conditions",
+    "policy_settings",
+    "policy_versions",
+)
+
+
+def store_policy(cur, policy: Policy, schema: str = "raw", prefix: str = "") -> None:
+    """Replace one policy version's rows in ``<schema>.<prefix>policy_*``: ``raw`` for grading,
+    a what-if's scratch copies for ``tierhouse simulate``."""
+    for table in POLICY_TABLES:
+        cur.execute(f"delete from {schema}.{prefix}{table} where policy = %s and version = %s", (policy.name, policy.version))
+    cur.execute(
+        f"insert into {schema}.{prefix}policy_versions (policy, version, effective_from, sha256, document) values (%s, %s, %s, %s, %s)",
+        (policy.name, policy.version, policy.effective_from, policy.sha256, json.dumps(policy.document)),
+    )
+    cur.executemany(
+        f"insert into {schema}.{prefix}policy_settings (policy, version, setting, value) values (%s, %s, %s, %s)",
+        [(policy.name, policy.version, k, v) for k, v in sorted(policy.settings.items())],
+    )
+    cur.executemany(
+        f"insert into {schema}.{prefix}policy_tier_conditions (policy, version, tier, tier_rank, tier_label, condition_id,"
+        " match_group, indicator, operator, threshold) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        [
+            (
+                policy.name,
+                policy.version,
+                t.code,
+                t.rank,
+                t.label,
+                c.condition_id,
+                c.match_group,
+                c.indicator,
+                c.operator,
+                c.threshold,
+            )  # fmt: skip
+            for t in policy.tiers
+            for c in t.conditions
+        ],
+    )
+    cur.executemany(
+        f"insert into {schema}.{prefix}policy_score_bands (policy, version, score, weight, band, band_rank, points)"
+        " values (%s, %s, %s, %s, %s, %s, %s)",
+        [(policy.name, policy.version, sc.name, sc.weight, b.band, b.rank, b.points) for sc in policy.scores for b in sc.bands],
+    )
+    cur.executemany(
+        f"insert into {schema}.{prefix}policy_band_conditions (policy, version, score, band, condition_id, match_group, indicator,"
+        " operator, threshold) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        [
+            (
+                policy.name,
+                policy.version,
+                sc.name,
+                b.band,
+                c.condition_id,
+                c.match_group,
+                c.indicator,
+                c.operator,
+                c.threshold,
+            )
+            for sc in policy.scores
+            for b in sc.bands
+            for c in b.conditions
+        ],
+    )
+    cur.executemany(
+        f"insert into {schema}.{prefix}policy_regrade_conditions (policy, version, rule, from_tier, to_tier, condition_id,"
+        " match_group, indicator, operator, threshold) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        [
+            (policy.name, policy.version, r.code, r.from_tier, r.to_tier, c.condition_id, c.match_group,
+             c.indicator, c.operator, c.threshold)
+            for r in policy.regrade_rules
+            for c in r.conditions
+        ],
+    )  # fmt: skip
 
 
 def _version_unused(cur, policy: Policy) -> bool:

@@ -101,6 +101,29 @@ def _with_values(expectation: dict, values: dict) -> dict | None:
     return {**expectation, "kwargs": kwargs}
 
 
+#: The Data Docs site `make docs` builds (tierhouse.lifecycle.docs)
+DATA_DOCS_SITE = "tierhouse"
+
+
+def _context(url: WarehouseUrl, data_docs_dir: Path | None = None):
+    """An ephemeral GX context on the warehouse; with ``data_docs_dir``, a local Data Docs site there."""
+    # imported once a checkpoint is known to run: Great Expectations takes seconds to import
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False}
+    if data_docs_dir is not None:
+        context.add_data_docs_site(
+            site_name=DATA_DOCS_SITE,
+            site_config={
+                "class_name": "SiteBuilder",
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(data_docs_dir)},
+            },
+        )
+    return context, context.data_sources.add_postgres("warehouse", connection_string=url.url())
+
+
 def run_checkpoint(
     url: WarehouseUrl,
     name: str,
@@ -112,26 +135,67 @@ def run_checkpoint(
 ) -> CheckpointOutcome:
     """Run a checkpoint and return its outcome; :func:`gate` raises on failure instead. ``sources``
     limits a checkpoint over sources to those, each with its freshness window in hours."""
-    params = params or {}
-    spec = load_checkpoint_spec(name, root)
-    if "built_at_run_time_by" in spec:
-        raise CheckpointError(f"checkpoint {name} has no fixed suite; run it with {spec['built_at_run_time_by']}")
+    spec = _runnable_spec(name, root)
     parameters = _expectation_parameters(spec, now, expectation_parameters)
     validations = _source_validations(spec, sources, now)
     if not validations:
         log.info("checkpoint %s: no enabled source to check", name)
         return CheckpointOutcome(name, True, 0, ())
-    # imported once the checkpoint is known to run: Great Expectations takes seconds to import
+    context, source = _context(url)
+    return _run(context, source, spec, validations, params or {}, root, parameters)
+
+
+def run_with_data_docs(
+    url: WarehouseUrl, runs: list[tuple[str, dict[str, str], dict | None]], site_dir: Path
+) -> list[CheckpointOutcome]:
+    """Run each (checkpoint, params, expectation parameters) in one context and render every
+    result as Great Expectations Data Docs under ``site_dir`` (``index.html``)."""
+    # every run's spec and parameters are checked before Great Expectations starts
+    ready = [(spec, params, _expectation_parameters(spec, None, supplied)) for spec, (_, params, supplied) in
+             zip([_runnable_spec(name) for name, _, _ in runs], runs, strict=True)]  # fmt: skip
+    context, source = _context(url, site_dir)
+    outcomes = [
+        _run(context, source, spec, _source_validations(spec, None, None), params, None, parameters, label=f"{index}:")
+        for index, (spec, params, parameters) in enumerate(ready)
+    ]
+    # GX's KL-divergence renderer cannot draw a distribution passed as a run-time parameter (the
+    # drift gate's); it logs a traceback and renders that expectation's result without the chart
+    renderer_log = logging.getLogger("great_expectations.render.renderer.content_block.content_block")
+    level = renderer_log.level
+    renderer_log.setLevel(logging.CRITICAL)
+    try:
+        context.build_data_docs(site_names=[DATA_DOCS_SITE])
+    finally:
+        renderer_log.setLevel(level)
+    return outcomes
+
+
+def _runnable_spec(name: str, root: Path | None = None) -> dict:
+    spec = load_checkpoint_spec(name, root)
+    if "built_at_run_time_by" in spec:
+        raise CheckpointError(f"checkpoint {name} has no fixed suite; run it with {spec['built_at_run_time_by']}")
+    return spec
+
+
+def _run(
+    context,
+    source,
+    spec: dict,
+    validations: list[tuple[dict, dict]],
+    params: dict[str, str],
+    root: Path | None,
+    parameters: dict,
+    label: str = "",
+) -> CheckpointOutcome:
+    """One checkpoint in ``context``; ``label`` keeps its suites and assets apart from other runs'."""
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False}
-    source = context.data_sources.add_postgres("warehouse", connection_string=url.url())
+    name = spec["name"]
     validation_definitions = []
     for index, (validation, values) in enumerate(validations):
         suite_spec = load_suite_spec(validation["suite"], root)
-        suite = gx.ExpectationSuite(name=f"{suite_spec['name']}#{index}", meta=suite_spec.get("meta", {}))
+        suite = gx.ExpectationSuite(name=f"{label}{suite_spec['name']}#{index}", meta=suite_spec.get("meta", {}))
         for expectation in filter(None, (_with_values(e, values) for e in suite_spec["expectations"])):
             suite.add_expectation_configuration(
                 ExpectationConfiguration(type=expectation["type"], kwargs=expectation["kwargs"], meta=expectation.get("meta"))
@@ -139,7 +203,7 @@ def run_checkpoint(
         suite = context.suites.add(suite)
         table = validation["table"]
         query = _batch_query(table, validation.get("where"), params)
-        asset_name = f"{table}#{index}"
+        asset_name = f"{label}{table}#{index}"
         if query:
             asset = source.add_query_asset(asset_name, query=query)
         else:
@@ -147,14 +211,14 @@ def run_checkpoint(
             asset = source.add_table_asset(asset_name, table_name=table_name, schema_name=schema or None)
         batch = asset.add_batch_definition_whole_table("whole")
         validation_definitions.append(
-            context.validation_definitions.add(gx.ValidationDefinition(name=f"{name}#{index}", data=batch, suite=suite))
+            context.validation_definitions.add(gx.ValidationDefinition(name=f"{label}{name}#{index}", data=batch, suite=suite))
         )
-    checkpoint = context.checkpoints.add(gx.Checkpoint(name=name, validation_definitions=validation_definitions))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(name=f"{label}{name}", validation_definitions=validation_definitions))
     result = checkpoint.run(expectation_parameters=parameters)
 
     failures, evaluated = [], 0
     for run in result.run_results.values():
-        suite_name = run.suite_name.split("#")[0]
+        suite_name = run.suite_name.removeprefix(label).split("#")[0]
         for item in run.results:
             evaluated += 1
             if not item.success:
@@ -173,6 +237,18 @@ def run_checkpoint(
         len(failures),
     )
     return outcome
+
+
+def tier_audit_parameters(policy: str) -> dict:
+    """The expectation parameters of ``publish_customer_tiers`` for a policy: every tier any of
+    its versions may give (``none`` included) and its versions, from the policy files."""
+    from tierhouse.grading.policy import NO_TIER, UnknownPolicy, discover
+
+    versions = [p for p in discover() if p.name == policy]
+    if not versions:
+        raise UnknownPolicy(f"no policy file for {policy!r}")
+    tiers = sorted({tier.code for p in versions for tier in p.tiers} | {NO_TIER})
+    return {"tiers": tiers, "policy_versions": [p.version for p in versions]}
 
 
 def gate(

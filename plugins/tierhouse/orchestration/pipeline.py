@@ -177,23 +177,16 @@ def audit_tiers(policy: str, period: str) -> int:
     audit names the policy and period with the failing expectations."""
     from tierhouse.gates import QualityGateFailed
     from tierhouse.grading import population, quality
-    from tierhouse.grading.policy import NO_TIER, UnknownPolicy, discover
+    from tierhouse.grading.policy import newest
 
-    versions = [p for p in discover() if p.name == policy]
-    if not versions:
-        raise UnknownPolicy(f"no policy file for {policy!r}")
-    tiers = sorted({tier.code for p in versions for tier in p.tiers} | {NO_TIER})
+    parameters = quality.tier_audit_parameters(policy)
     url, period_month = warehouse_url("publish"), parse_period(period)
     population.require_graded_customers(url, policy, period_month)
     filters = {"policy": policy, "period_month": period_month.isoformat()}
     try:
-        evaluated = quality.gate(
-            url,
-            "publish_customer_tiers",
-            filters,
-            expectation_parameters={"tiers": tiers, "policy_versions": [p.version for p in versions]},
-        ).evaluated
-        return evaluated + audit_drift(url, policy, period_month, tiers, versions[-1].document.get("audit", {}))
+        evaluated = quality.gate(url, "publish_customer_tiers", filters, expectation_parameters=parameters).evaluated
+        audit = newest(policy).document.get("audit", {})
+        return evaluated + audit_drift(url, policy, period_month, parameters["tiers"], audit)
     except QualityGateFailed as failure:
         raise QualityGateFailed(f"{policy} {period_month:%Y-%m}: {failure}") from failure
 
