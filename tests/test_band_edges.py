@@ -40,3 +40,28 @@ def test_the_source_documents_band_edges_land_where_the_text_says() -> None:
     assert loyalty["loyalty/high/tenure_months=61.0"] == "high"
     assert loyalty["loyalty/low/tenure_months=35.0"] == "low"
     assert loyalty["loyalty/low/tenure_months=36.0"] == "mid"
+
+
+def test_p1_potential_needs_near_high_spend_and_repurchase_with_either_route() -> None:
+    """000 Art. 6(三) "消费金额接近高端区间，有单次大额定制记录或明确的高端定制需求倾向，复购意愿较强":
+    the near-high spend and the repurchase intent are required; "或" joins only the big custom
+    order and the customisation tendency, so either of those alone (with the other two) suffices."""
+    tests = {t["name"]: t for t in yaml.safe_load(band_edges.TARGET.read_text())["unit_tests"]}
+    tier = {r["customer_period_id"]: r["tier"] for r in tests["tier_rules_highend_flower_v1"]["expect"]["rows"]}
+    assert tier["potential/near_spend_band/fails"] == "none"
+    assert tier["potential/order_count/fails"] == "none"
+    # each route alone is enough, and the rule holds with both clauses met
+    assert tier["potential/single_big_order/holds"] == "potential"
+    assert tier["potential/customisation_tendency/holds"] == "potential"
+    assert tier["potential/near_spend_band/holds"] == "potential"
+    # with the other route failing, a failing route leaves the customer without the tier
+    assert tier["potential/single_big_order/fails"] == "none"
+    p1 = policy.parse_policy(band_edges.policy_files.settings.POLICIES_DIR / "highend_flower" / "v1.yml")
+    potential = next(t for t in p1.tiers if t.code == "potential")
+    groups = {c.condition_id: c.match_group for c in potential.conditions}
+    assert groups == {
+        "near_spend_band": "all",
+        "order_count": "all",
+        "single_big_order": "any",
+        "customisation_tendency": "any",
+    }

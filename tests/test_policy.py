@@ -26,15 +26,45 @@ def shipped_doc() -> dict:
 
 
 def test_shipped_p1_policy_parses_with_three_tiers_and_the_potential_routes() -> None:
+    """000 Art. 6(三): near-high spend and repurchase intent are required; "或" joins only the big
+    custom order and the customisation tendency."""
     p1 = policy.parse_policy(SHIPPED)
     assert [t.code for t in p1.tiers] == ["top", "high", "potential"]
     potential = p1.tiers[2]
+    assert {c.condition_id for c in potential.conditions if c.match_group == "all"} == {"near_spend_band", "order_count"}
     assert {c.condition_id for c in potential.conditions if c.match_group == "any"} == {
-        "near_spend_band",
         "single_big_order",
         "customisation_tendency",
     }
     assert p1.settings["window_months"] == 12
+
+
+def test_p1_art9_rules_read_as_the_seed() -> None:
+    """ "持续提升" needs spend and frequency up and purchases in two of the last three months;
+    "消费频次大幅下降、需求缩减" needs both the sharp fall in frequency and the shrinking demand."""
+    rules = {r.code: r for r in policy.parse_policy(SHIPPED).regrade_rules}
+    rising = {(c.indicator, c.operator, c.threshold, c.match_group) for c in rules["potential_rising"].conditions}
+    assert rising == {
+        ("spend_growth", ">=", 0.2, "all"),
+        ("order_growth", ">", 0, "all"),
+        ("recent_active_months", ">=", 2, "all"),
+    }
+    falling = {(c.condition_id, c.indicator, c.operator, c.threshold, c.match_group) for c in rules["top_falling"].conditions}
+    assert falling == {
+        ("frequency_halved", "order_growth", "<=", -0.5, "all"),
+        ("demand_shrinks", "spend_growth", "<", 0, "all"),
+    }
+
+
+def test_each_policy_names_the_grade_of_a_lapsed_customer(tmp_path: Path) -> None:
+    by_name = {p.name: p.lapsed_tier for p in policy.discover()}
+    assert by_name == {"highend_flower": "none", "service_levels": "level_4", "abcd": "D"}
+    doc = shipped_doc()
+    doc.pop("lapsed_tier")
+    assert policy.parse_policy(write_policy(tmp_path, doc)).lapsed_tier == "none"
+    doc["lapsed_tier"] = "gold"
+    with pytest.raises(policy.PolicyError, match="lapsed_tier: 'gold' is neither a tier of this policy nor 'none'"):
+        policy.parse_policy(write_policy(tmp_path, doc))
 
 
 @pytest.mark.parametrize(
@@ -65,8 +95,8 @@ def test_shipped_p1_policy_parses_with_three_tiers_and_the_potential_routes() ->
             "'gold' is not a tier",
         ),
         (
-            lambda d: d["regrade"]["rules"]["top_falling"]["any"].append("spend >= 3"),
-            "regrade.rules.top_falling.any[2]",
+            lambda d: d["regrade"]["rules"]["top_falling"]["all"].append("spend >= 3"),
+            "regrade.rules.top_falling.all[2]",
             "unknown indicator 'spend'",
         ),
         (

@@ -30,22 +30,15 @@ def exclude(url, reason: str, count: int, policy: str = "highend_flower", period
 def test_customers_all_without_consent_fail_with_the_counts_by_reason(empty_db) -> None:
     query(empty_db, MARTS_DDL)
     exclude(empty_db, "no_consent_record", 23_497)
-    exclude(empty_db, "no_positive_orders", 3)
+    exclude(empty_db, "no_grading_consent", 3)
     exclude(empty_db, "no_consent_record", 5, period_month=date(2026, 9, 1))  # another period
     with pytest.raises(NobodyGraded) as raised:
         require_graded_customers(empty_db, "highend_flower", OCTOBER)
     assert str(raised.value) == (
-        "2026-10 highend_flower: 23,500 customers, none graded: no_consent_record 23,497, no_positive_orders 3"
+        "2026-10 highend_flower: 23,500 customers, none graded: no_consent_record 23,497, no_grading_consent 3"
         " — grading needs a consent record per customer, with grading consent, in the CRM customer file"
         " (see README: Grading your own customers)"
     )
-
-
-def test_only_zero_amount_customers_fail_without_the_consent_hint(empty_db) -> None:
-    query(empty_db, MARTS_DDL)
-    exclude(empty_db, "no_positive_orders", 2)
-    with pytest.raises(NobodyGraded, match=r"^2026-10 highend_flower: 2 customers, none graded: no_positive_orders 2$"):
-        require_graded_customers(empty_db, "highend_flower", OCTOBER)
 
 
 def test_a_period_grading_someone_or_without_customers_passes_on_to_the_audit(empty_db) -> None:

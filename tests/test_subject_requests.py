@@ -29,9 +29,10 @@ SEPTEMBER, OCTOBER = "2026-09-01", "2026-10-01"
 
 
 def _graded_members(url, *periods: str) -> list[str]:
+    # graded on purchases in every period (fct_customer_features leaves out lapsed customers)
     rows = query(
         url,
-        "select customer_key from marts.fct_customer_tiers where policy = %s and period_month = any(%s::date[])"
+        "select customer_key from marts.fct_customer_features where policy = %s and period_month = any(%s::date[])"
         " and customer_key in (select member_id from pii.crm_members where name is not null)"
         " group by customer_key having count(*) = %s order by customer_key",
         (P1, list(periods), len(periods)),

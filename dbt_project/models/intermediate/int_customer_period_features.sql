@@ -48,7 +48,33 @@ graded as (
     from population
     inner join grading_periods
         on population.grading_period_id = grading_periods.grading_period_id
-    where population.is_graded
+    -- a lapsed customer has no purchase to compute features from: fct_customer_tiers lists them
+    where population.is_graded and not population.is_lapsed
+
+),
+
+registered as (
+
+    select
+        member_id as customer_key,
+        min(valid_from) as registered_at
+    from member_versions
+    group by member_id
+
+),
+
+first_consented_purchase as (
+
+    -- orders before the consent in force do not count (000 Art. 7), not even as the first purchase
+    select
+        graded.customer_period_id,
+        min(monthly.first_ordered_at) as first_ordered_at
+    from graded
+    inner join monthly
+        on
+            graded.grading_consent_id = monthly.grading_consent_id
+            and graded.period_end >= monthly.activity_month
+    group by graded.customer_period_id
 
 ),
 
@@ -56,21 +82,13 @@ member_since as (
 
     -- the relationship starts at registration or at the first purchase, whichever came first
     select
-        customer_key,
-        min(started_at)::date as member_since
-    from (
-        select
-            customer_key,
-            ordered_at as started_at
-        from orders
-        where customer_key is not null
-        union all
-        select
-            member_id as customer_key,
-            valid_from as started_at
-        from member_versions
-    ) as relationship_starts
-    group by customer_key
+        graded.customer_period_id,
+        least(registered.registered_at, first_consented_purchase.first_ordered_at)::date as member_since
+    from graded
+    left join registered
+        on graded.customer_key = registered.customer_key
+    left join first_consented_purchase
+        on graded.customer_period_id = first_consented_purchase.customer_period_id
 
 ),
 
@@ -83,7 +101,7 @@ monthly_in_window as (
     from graded
     inner join monthly
         on
-            graded.customer_key = monthly.customer_key
+            graded.grading_consent_id = monthly.grading_consent_id
             and monthly.activity_month between date_trunc('month', graded.window_start) and graded.period_end
 
 ),
@@ -121,7 +139,9 @@ payment_aggregates as (
             as payments_on_time
     from graded
     inner join orders
-        on graded.customer_key = orders.customer_key
+        on
+            graded.customer_key = orders.customer_key
+            and graded.consent_from <= orders.ordered_at
     inner join payments
         on orders.order_id = payments.order_ref
     where payments.due_date between graded.window_start and graded.period_end
@@ -172,7 +192,7 @@ features as (
     inner join order_aggregates
         on graded.customer_period_id = order_aggregates.customer_period_id
     inner join member_since
-        on graded.customer_key = member_since.customer_key
+        on graded.customer_period_id = member_since.customer_period_id
     left join payment_aggregates
         on graded.customer_period_id = payment_aggregates.customer_period_id
 

@@ -30,6 +30,7 @@ regraded_customers as (
         population.policy_version,
         population.period_month,
         population.customer_key,
+        population.grading_consent_id,
         policy_settings.regrade_window_months,
         (population.period_month - make_interval(months => policy_settings.regrade_window_months - 1))::date
             as recent_from,
@@ -63,11 +64,16 @@ window_sums as (
         ), 0)::bigint as recent_special_orders,
         coalesce(sum(customer_monthly.special_orders) filter (
             where customer_monthly.activity_month < regraded_customers.recent_from
-        ), 0)::bigint as prior_special_orders
+        ), 0)::bigint as prior_special_orders,
+        -- Art. 9 "持续提升": in how many of the recent months the customer bought
+        count(distinct customer_monthly.activity_month) filter (
+            where customer_monthly.activity_month >= regraded_customers.recent_from and customer_monthly.order_count > 0
+        ) as recent_active_months
     from regraded_customers
     left join customer_monthly
+        -- only orders since the consent in force count (000 Art. 7)
         on
-            regraded_customers.customer_key = customer_monthly.customer_key
+            regraded_customers.grading_consent_id = customer_monthly.grading_consent_id
             and customer_monthly.activity_month between regraded_customers.prior_from and regraded_customers.period_month
     group by regraded_customers.customer_period_id
 
@@ -90,6 +96,7 @@ final as (
         window_sums.prior_orders,
         window_sums.recent_special_orders,
         window_sums.prior_special_orders,
+        window_sums.recent_active_months,
         -- growth needs a base: with nothing in the prior months there is no trend to speak of
         case
             when window_sums.prior_spend > 0 then round(window_sums.recent_spend / window_sums.prior_spend - 1, 4)

@@ -39,6 +39,8 @@ versions_in_force as (
         policy_versions.policy_version_id,
         policy_versions.policy,
         policy_versions.policy_version,
+        policy_versions.policy_document,
+        coalesce(policy_versions.policy_document ->> 'lapsed_tier', '{{ var("no_tier") }}') as lapsed_tier,
         months.period_month,
         (months.period_month + interval '1 month' - interval '1 day')::date as period_end,
         -- the policy's calendar (tierhouse.grading.policy.CADENCES): monthly lists, or quarter ends
@@ -70,6 +72,17 @@ final as (
             as window_start,
         policy_settings.window_months,
         policy_settings.big_ticket_order_min,
+        -- the grade of a consenting customer with no purchase in the window (docs/POLICIES.md)
+        versions_in_force.lapsed_tier,
+        coalesce(
+            versions_in_force.policy_document -> 'tiers' -> versions_in_force.lapsed_tier ->> 'label',
+            case when versions_in_force.lapsed_tier = '{{ var("no_tier") }}' then '{{ var("no_tier_label") }}' end,
+            versions_in_force.lapsed_tier
+        ) as lapsed_tier_label,
+        coalesce(
+            (versions_in_force.policy_document -> 'tiers' -> versions_in_force.lapsed_tier ->> 'rank')::integer,
+            {{ var("no_tier_rank") }}
+        ) as lapsed_tier_rank,
         -- Art. 5 label thresholds, for policies that define them
         policy_settings.enterprise_label_min_share,
         policy_settings.special_needs_label_min_share,

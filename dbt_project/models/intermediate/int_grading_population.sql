@@ -1,3 +1,8 @@
+{#- Who a grading period lists: every customer with an order in the window, and every member whose
+    grading consent is in force at the period end (000 Art. 7) whether they bought or not. A
+    consenting customer without a purchase in the window since their consent is graded as lapsed
+    (the policy's lapsed_tier); the others with an order are excluded with the reason. -#}
+
 with
 
 orders as (
@@ -18,78 +23,126 @@ member_versions as (
 
 ),
 
-active_customers as (
+grading_consents as (
 
-    -- everyone with an order in the window is a candidate; unresolved orders belong to nobody.
-    -- Only a customer with a positive-amount order is graded: zero-amount orders count in no
-    -- indicator, so a customer with nothing else is listed as excluded (docs/POLICIES.md).
-    select
-        grading_periods.grading_period_id,
-        grading_periods.policy_version_id,
-        grading_periods.policy,
-        grading_periods.policy_version,
-        grading_periods.period_month,
-        grading_periods.period_end,
-        orders.customer_key,
-        bool_or(not orders.is_zero_amount) as has_positive_order
-    from grading_periods
-    inner join orders
-        on orders.ordered_at::date between grading_periods.window_start and grading_periods.period_end
-    where orders.customer_key is not null
-    group by
-        grading_periods.grading_period_id,
-        grading_periods.policy_version_id,
-        grading_periods.policy,
-        grading_periods.policy_version,
-        grading_periods.period_month,
-        grading_periods.period_end,
-        orders.customer_key
+    select * from {{ ref('int_grading_consents') }}
 
 ),
 
 member_at_period_end as (
 
-    -- Art. 7: only data the customer authorised for grading, as recorded at the period end
+    -- the CRM version current at the period end (customer type; whether the member existed) and
+    -- the run of grading consent it belongs to, if any (Art. 7)
     select
-        active_customers.grading_period_id,
-        active_customers.customer_key,
+        grading_periods.grading_period_id,
+        member_versions.member_id as customer_key,
         member_versions.customer_type,
-        member_versions.has_grading_consent
-    from active_customers
+        grading_consents.grading_consent_id,
+        grading_consents.consent_from
+    from grading_periods
     inner join member_versions
         on
-            active_customers.customer_key = member_versions.member_id
-            and member_versions.valid_from < active_customers.period_end + interval '1 day'
+            member_versions.valid_from < grading_periods.period_end + interval '1 day'
             and (
                 member_versions.valid_to is null
-                or member_versions.valid_to >= active_customers.period_end + interval '1 day'
+                or member_versions.valid_to >= grading_periods.period_end + interval '1 day'
             )
+    left join grading_consents
+        on
+            member_versions.member_id = grading_consents.member_id
+            and member_versions.has_grading_consent
+            and member_versions.valid_from >= grading_consents.run_from
+            and (grading_consents.consent_to is null or member_versions.valid_from < grading_consents.consent_to)
+
+),
+
+consent_at_period_end as (
+
+    select * from member_at_period_end
+    where grading_consent_id is not null
+
+),
+
+window_orders as (
+
+    -- everyone with an order in the window is a candidate; unresolved orders belong to nobody
+    select
+        grading_periods.grading_period_id,
+        orders.customer_key
+    from grading_periods
+    inner join orders
+        on orders.ordered_at::date between grading_periods.window_start and grading_periods.period_end
+    where orders.customer_key is not null
+    group by grading_periods.grading_period_id, orders.customer_key
+
+),
+
+consented_purchases as (
+
+    -- a purchase counts only from the consent in force at the period end on; zero-amount orders
+    -- are no purchase (docs/POLICIES.md)
+    select
+        consent_at_period_end.grading_period_id,
+        consent_at_period_end.customer_key
+    from consent_at_period_end
+    inner join grading_periods
+        on consent_at_period_end.grading_period_id = grading_periods.grading_period_id
+    inner join orders
+        on
+            consent_at_period_end.customer_key = orders.customer_key
+            and orders.ordered_at::date between grading_periods.window_start and grading_periods.period_end
+            and consent_at_period_end.consent_from <= orders.ordered_at
+    where not orders.is_zero_amount
+    group by consent_at_period_end.grading_period_id, consent_at_period_end.customer_key
+
+),
+
+candidates as (
+
+    select
+        grading_period_id,
+        customer_key
+    from window_orders
+    union
+    select
+        grading_period_id,
+        customer_key
+    from consent_at_period_end
 
 ),
 
 final as (
 
     select
-        active_customers.grading_period_id || '/' || active_customers.customer_key as customer_period_id,
-        active_customers.grading_period_id,
-        active_customers.policy_version_id,
-        active_customers.policy,
-        active_customers.policy_version,
-        active_customers.period_month,
-        active_customers.period_end,
-        active_customers.customer_key,
+        candidates.grading_period_id || '/' || candidates.customer_key as customer_period_id,
+        candidates.grading_period_id,
+        grading_periods.policy_version_id,
+        grading_periods.policy,
+        grading_periods.policy_version,
+        grading_periods.period_month,
+        grading_periods.period_end,
+        candidates.customer_key,
         member_at_period_end.customer_type,
-        coalesce(member_at_period_end.has_grading_consent, false) and active_customers.has_positive_order as is_graded,
+        member_at_period_end.grading_consent_id,
+        member_at_period_end.consent_from,
+        member_at_period_end.grading_consent_id is not null as is_graded,
+        member_at_period_end.grading_consent_id is not null and consented_purchases.customer_key is null
+            as is_lapsed,
         case
             when member_at_period_end.customer_key is null then 'no_consent_record'
-            when not member_at_period_end.has_grading_consent then 'no_grading_consent'
-            when not active_customers.has_positive_order then 'no_positive_orders'
+            when member_at_period_end.grading_consent_id is null then 'no_grading_consent'
         end as exclusion_reason
-    from active_customers
+    from candidates
+    inner join grading_periods
+        on candidates.grading_period_id = grading_periods.grading_period_id
     left join member_at_period_end
         on
-            active_customers.grading_period_id = member_at_period_end.grading_period_id
-            and active_customers.customer_key = member_at_period_end.customer_key
+            candidates.grading_period_id = member_at_period_end.grading_period_id
+            and candidates.customer_key = member_at_period_end.customer_key
+    left join consented_purchases
+        on
+            candidates.grading_period_id = consented_purchases.grading_period_id
+            and candidates.customer_key = consented_purchases.customer_key
 
 )
 

@@ -6,6 +6,12 @@ features as (
 
 ),
 
+population as (
+
+    select * from {{ ref('int_grading_population') }}
+
+),
+
 grading_periods as (
 
     select * from {{ ref('int_grading_periods') }}
@@ -64,7 +70,7 @@ composite_scores as (
 
 ),
 
-final as (
+purchasers as (
 
     select
         features.customer_period_id,
@@ -110,6 +116,41 @@ final as (
         on features.customer_period_id = best_tier.customer_period_id
     left join composite_scores
         on features.customer_period_id = composite_scores.customer_period_id
+
+),
+
+lapsed as (
+
+    -- a consenting customer with no purchase in the window since consenting still has one row:
+    -- the policy's lapsed_tier, no score and no labels, as there is no behaviour to judge
+    select
+        population.customer_period_id,
+        population.policy,
+        population.policy_version,
+        population.period_month,
+        population.customer_key,
+        grading_periods.lapsed_tier as tier,
+        grading_periods.lapsed_tier_label as tier_label,
+        grading_periods.lapsed_tier_rank as tier_rank,
+        'no purchases in the window' as decided_by,
+        null::numeric as composite_score,
+        null::text as consumption_attribute,
+        null::text as demand_feature,
+        null::text as cooperation_feature,
+        0::numeric as spend,
+        '{{ invocation_id }}' as dbt_invocation_id
+    from population
+    inner join grading_periods
+        on population.grading_period_id = grading_periods.grading_period_id
+    where population.is_lapsed
+
+),
+
+final as (
+
+    select * from purchasers
+    union all
+    select * from lapsed
 
 )
 

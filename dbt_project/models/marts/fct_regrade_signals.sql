@@ -33,7 +33,8 @@ trend_values as (
         ('prior_special_orders', trends.prior_special_orders::numeric),
         ('spend_growth', trends.spend_growth),
         ('order_growth', trends.order_growth),
-        ('special_order_growth', trends.special_order_growth)
+        ('special_order_growth', trends.special_order_growth),
+        ('recent_active_months', trends.recent_active_months::numeric)
     ) as indicators (indicator, indicator_value)
 
 ),
@@ -81,6 +82,7 @@ final as (
         trends.recent_special_orders,
         trends.prior_special_orders,
         trends.special_order_growth,
+        trends.recent_active_months,
         '{{ invocation_id }}' as dbt_invocation_id
     from rule_checks
     inner join trends

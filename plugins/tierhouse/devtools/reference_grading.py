@@ -1,8 +1,9 @@
 """An independent implementation of the grading, in pandas and plain Python, for tests only.
 
 It starts from the raw tables (what the loaders landed) and re-derives everything the dbt project
-computes — unified order lines, refunds, identity resolution, consent, features, banded scores,
-tiers and the Art. 5 labels — without sharing a line of SQL with it. Only the policy files are
+computes — unified order lines, refunds, identity resolution, consent (in time: only orders since
+the grading consent count), features, banded scores, tiers, lapsed customers and the Art. 5
+labels — without sharing a line of SQL with it. Only the policy files are
 read through ``tierhouse.grading.policy`` (their parsing is tested on its own). If dbt and this agree
 customer for customer over several generated data sets, both are very likely right.
 """
@@ -174,6 +175,25 @@ def grade_values(policy: Policy, values: dict[str, Decimal]) -> tuple[str, Decim
     return tier, (composite if policy.scores else None), bands
 
 
+def consent_since(data: Warehouse, end_stamp: datetime) -> dict[str, datetime]:
+    """000 Art. 7: for each member whose grading consent is in force at ``end_stamp``, from when
+    their orders count: the consent time recorded with the first version of the unbroken run of
+    consenting versions in force then (that version's own time when the CRM left it empty)."""
+    since = {}
+    for member_id, group in data.versions[data.versions["valid_from"] < end_stamp].groupby("member_id"):
+        versions = group.sort_values("valid_from")
+        if not bool(versions.iloc[-1]["grading_consent"]):
+            continue
+        run_start = versions.iloc[-1]
+        for row in reversed(list(versions.itertuples())):
+            if not bool(row.grading_consent):
+                break
+            run_start = row
+        consent_at = run_start.grading_consent_at
+        since[member_id] = run_start.valid_from if consent_at is None or pd.isna(consent_at) else consent_at
+    return since
+
+
 def grade(data: Warehouse, policy: Policy, period_month: date) -> pd.DataFrame:
     period_end = period_month + relativedelta(months=1) - timedelta(days=1)
     window = int(policy.settings["window_months"])
@@ -181,19 +201,30 @@ def grade(data: Warehouse, policy: Policy, period_month: date) -> pd.DataFrame:
     big_ticket = Decimal(str(policy.settings["big_ticket_order_min"]))
     end_stamp = datetime.combine(period_end + timedelta(days=1), datetime.min.time())
     all_orders = data.orders[data.orders["customer_key"].notna()]
-    # docs/POLICIES.md: zero-amount orders count in no indicator; a consenting customer with
-    # nothing else in the window is not graded (see zero_amount_only)
-    orders = all_orders[~all_orders["zero_amount"].astype(bool)]
+    # docs/POLICIES.md: zero-amount orders count in no indicator, and only orders placed since
+    # the grading consent in force at the period end count at all
+    consenting = consent_since(data, end_stamp)
+    orders = all_orders[~all_orders["zero_amount"].astype(bool) & all_orders["customer_key"].isin(consenting)]
+    orders = orders[orders["ordered_at"] >= orders["customer_key"].map(consenting)]
     in_window = orders[(orders["ordered_at"].dt.date >= window_start) & (orders["ordered_at"].dt.date <= period_end)]
-    rows = []
+    rows: list[dict[str, object]] = []
+    for customer in sorted(set(consenting) - set(in_window["customer_key"])):
+        # lapsed: no purchase in the window since consenting, still one row (docs/POLICIES.md)
+        rows.append(
+            {
+                "customer_key": customer,
+                "tier": policy.lapsed_tier,
+                "composite_score": None,
+                "lapsed": True,
+                **_labels(policy, None, None),
+            }
+        )
     for customer, group in in_window.groupby("customer_key"):
         version = data.versions[
             (data.versions["member_id"] == customer)
             & (data.versions["valid_from"] < end_stamp)
             & (data.versions["valid_to"].isna() | (data.versions["valid_to"] >= end_stamp))
         ]
-        if version.empty or not bool(version.iloc[0]["grading_consent"]):
-            continue
         positive = group[group["net"] > 0]
         spend = sum(group["net"], Decimal(0))
         count = len(positive)
@@ -234,28 +265,19 @@ def grade(data: Warehouse, policy: Policy, period_month: date) -> pd.DataFrame:
         values["big_ticket_share"] = _round(values["big_ticket_orders"] / count, 4) if count else Decimal(0)
         tier, composite, _ = grade_values(policy, values)
         labels = _labels(policy, version.iloc[0]["customer_type"], values)
-        rows.append({"customer_key": customer, "tier": tier, "composite_score": composite, **labels})
+        rows.append({"customer_key": customer, "tier": tier, "composite_score": composite, "lapsed": False, **labels})
     return pd.DataFrame(rows)
 
 
-def zero_amount_only(data: Warehouse, policy: Policy, period_month: date) -> set[str]:
-    """Consenting customers whose orders in the window are all zero-amount: not graded."""
-    period_end = period_month + relativedelta(months=1) - timedelta(days=1)
-    window_start = period_end - relativedelta(months=int(policy.settings["window_months"])) + timedelta(days=1)
-    end_stamp = datetime.combine(period_end + timedelta(days=1), datetime.min.time())
-    orders = data.orders[data.orders["customer_key"].notna()]
-    in_window = orders[(orders["ordered_at"].dt.date >= window_start) & (orders["ordered_at"].dt.date <= period_end)]
-    without_purchase = set(in_window["customer_key"]) - set(in_window.loc[~in_window["zero_amount"].astype(bool), "customer_key"])
-    versions = data.versions[
-        (data.versions["valid_from"] < end_stamp) & (data.versions["valid_to"].isna() | (data.versions["valid_to"] >= end_stamp))
-    ]
-    consenting = set(versions.loc[versions["grading_consent"].astype(bool), "member_id"])
-    return without_purchase & consenting
+def lapsed(data: Warehouse, policy: Policy, period_month: date) -> set[str]:
+    """Consenting customers without a purchase in the window since consenting: graded lapsed."""
+    graded = grade(data, policy, period_month)
+    return set(graded.loc[graded["lapsed"], "customer_key"])
 
 
-def _labels(policy: Policy, customer_type: str | None, values: dict[str, Decimal]) -> dict[str, str | None]:
+def _labels(policy: Policy, customer_type: str | None, values: dict[str, Decimal] | None) -> dict[str, str | None]:
     s = policy.settings
-    if "enterprise_label_min_share" not in s:
+    if "enterprise_label_min_share" not in s or values is None:
         return {"consumption_attribute": None, "demand_feature": None, "cooperation_feature": None}
     consumption = customer_type or (
         "enterprise" if values["enterprise_share"] >= Decimal(str(s["enterprise_label_min_share"])) else "individual"

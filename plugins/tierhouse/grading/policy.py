@@ -47,7 +47,7 @@ INDICATORS = frozenset(
 #: ``regrade.window_months`` months against the same number of months before them.
 TREND_INDICATORS = frozenset(
     f"{when}_{measure}" for when in ("recent", "prior") for measure in ("spend", "orders", "special_orders")
-) | frozenset({"spend_growth", "order_growth", "special_order_growth"})
+) | frozenset({"spend_growth", "order_growth", "special_order_growth", "recent_active_months"})
 CADENCES = {"monthly": (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), "quarterly": QUARTER_END_MONTHS}
 # Shared with the dbt models, so defined once as dbt vars in dbt_project.yml (grading/dbt_vars.py says why).
 #: The tier of a customer who meets no tier rule, and its rank: after every real tier.
@@ -133,6 +133,8 @@ class Policy:
     sha256: str
     document: dict
     regrade_rules: tuple[RegradeRule, ...] = ()
+    #: The tier of a consenting customer with no purchase in the window (docs/POLICIES.md).
+    lapsed_tier: str = NO_TIER
 
     @property
     def policy_version_id(self) -> str:
@@ -249,6 +251,7 @@ def parse_policy(path: Path, *, in_policies_dir: bool = True) -> Policy:
         "settings",
         "scores",
         "regrade",
+        "lapsed_tier",
         "tiers",
     }
     if unknown:
@@ -306,6 +309,9 @@ def parse_policy(path: Path, *, in_policies_dir: bool = True) -> Policy:
         tiers.append(Tier(str(code), str(spec.get("label", code)), rank, _parse_rule(path, key, spec, known, required=True)))
 
     regrade_window, regrade_rules = _parse_regrade(path, doc.get("regrade"), {t.code for t in tiers})
+    lapsed_tier = doc.get("lapsed_tier", NO_TIER)
+    if lapsed_tier not in {t.code for t in tiers} | {NO_TIER}:
+        raise PolicyError(path, "lapsed_tier", f"{lapsed_tier!r} is neither a tier of this policy nor {NO_TIER!r}")
     if regrade_window:
         policy_settings = {**policy_settings, "regrade_window_months": regrade_window}
     return Policy(
@@ -318,6 +324,7 @@ def parse_policy(path: Path, *, in_policies_dir: bool = True) -> Policy:
         sha256=hashlib.sha256(raw_bytes).hexdigest(),
         document=json.loads(json.dumps(doc, default=str)),
         regrade_rules=regrade_rules,
+        lapsed_tier=lapsed_tier,
     )
 
 

@@ -2,9 +2,10 @@
 
 The quarterly list starts from the list in force for the quarter's last month (the confirmed list
 when the policy has a review step) and applies the policy file's re-grade rules, which dbt
-evaluates in ``marts.fct_regrade_signals`` (e.g. potential -> high on rising spend and
-frequency; top -> high on a sharp fall). Every move is a ``history.tier_changes`` row with the
-rule and the numbers behind it; the list is recorded and published like any other, once.
+evaluates in ``marts.fct_regrade_signals`` (e.g. potential -> high on spend and frequency
+rising over the last three months; top -> high when frequency and spend both fall). Every move
+is a ``history.tier_changes`` row with the rule and the numbers behind it; the list is recorded
+and published like any other, once.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 _EVIDENCE = (
     "recent_from", "recent_spend", "prior_spend", "spend_growth", "recent_orders", "prior_orders", "order_growth",
-    "recent_special_orders", "prior_special_orders", "special_order_growth",
+    "recent_special_orders", "prior_special_orders", "special_order_growth", "recent_active_months",
 )  # fmt: skip
 
 
