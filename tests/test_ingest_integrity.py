@@ -121,6 +121,59 @@ def test_concurrent_imports_of_overlapping_keys_never_commit_a_duplicate(scratch
     assert report.reconciled
 
 
+BYPASSING_WRITER = """
+import sys, psycopg2
+conn = psycopg2.connect(sys.argv[1], application_name="bypassing_writer")
+with conn.cursor() as cur:
+    cur.execute(
+        "insert into raw.imported_order_lines (order_id, line_no, ordered_at, channel, quantity, amount, _source_file,"
+        " _source_line) values ('K-0000005', 1, '2026-09-03 14:20', 'store', 1, 100.00, 'script', 1)"
+    )
+    print("inserted", flush=True)
+    sys.stdin.readline()
+conn.commit()
+"""
+
+
+def test_a_writer_that_bypasses_the_loaders_lock_cannot_commit_a_duplicate_either(scratch_db, tmp_path: Path) -> None:
+    """The database's unique index, not only the loaders' lock: a script inserts a key and holds
+    its transaction open; an import of a file with that key waits on the index, and once the
+    script commits, the import fails with one line and commits nothing."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", BYPASSING_WRITER, scratch_db.url()], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None and writer.stdin is not None
+    assert writer.stdout.readline().strip() == "inserted"
+    export = write_orders(tmp_path / "orders.csv", range(10))
+    run = subprocess.Popen(
+        [TIERHOUSE, "import-orders", str(export)],
+        env=cli_env(scratch_db, tmp_path / "landing"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    waiting = "select count(*) from pg_stat_activity where application_name = 'tierhouse' and wait_event_type = 'Lock'"
+    deadline = time.monotonic() + 120
+    while query(scratch_db, waiting) != [(1,)]:  # the import's COPY waits on the script's uncommitted key
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.05)
+    writer.stdin.write("commit\n")
+    writer.stdin.close()
+    assert writer.wait(timeout=60) == 0
+    stdout, stderr = run.communicate(timeout=120)
+    assert_one_line_error(
+        subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr),
+        "imports: orders.csv holds a key another writer committed while it loaded",
+        "(order_id, line_no)=(K-0000005, 1) already exists",
+        "load it again to quarantine the duplicates",
+    )
+    assert query(scratch_db, "select order_id, _source_file from raw.imported_order_lines") == [("K-0000005", "script")]
+    assert query(scratch_db, "select count(*) from raw.load_manifest") == [(0,)]
+    # loaded again, the file's copy of the key is quarantined as a duplicate and the rest loads
+    assert import_orders(export, cli_env(scratch_db, tmp_path / "landing")).returncode == 3
+    assert query(scratch_db, "select count(*), count(distinct (order_id, line_no)) from raw.imported_order_lines") == [(10, 10)]
+
+
 def test_a_key_repeated_across_batches_of_one_file_is_a_duplicate_line(scratch_db, tmp_path: Path) -> None:
     path = write_orders(tmp_path / "imports" / "long.csv", range(parsing.BATCH_ROWS + 5))
     with path.open("a", newline="") as handle:  # the first line again, in the file's second batch

@@ -58,6 +58,10 @@ class FileChangedError(IngestError):
     """A file's bytes are not the ones landed, or changed while they were loaded."""
 
 
+class DuplicateKeyError(IngestError):
+    """The database refused a key already in the source's table (its unique index)."""
+
+
 class WarehouseLostError(IngestError):
     """The warehouse connection failed during a load (lost, restarted, disk full)."""
 
@@ -139,7 +143,7 @@ def load_exports(
 ) -> LoadSummary:
     """Load the exports of ``source`` under ``root``: every ``*.csv`` there, or only the ``landed``
     files (each with the SHA-256 it had when landed). Files already loaded unchanged are skipped."""
-    import psycopg2
+    import psycopg2.errors
 
     files = sorted(landed) if landed is not None else sorted(root.rglob("*.csv"))
     if source.store_column and known_stores is None:
@@ -167,6 +171,14 @@ def load_exports(
                 loaded += 1
                 rows += tally.rows_loaded
                 quarantined += tally.rows_quarantined
+    except psycopg2.errors.UniqueViolation as exc:
+        # only a writer that bypasses the loaders' lock gets here: it committed a key this file
+        # also holds while the file was loading
+        detail = (exc.diag.message_detail or str(exc)).strip().splitlines()[0]
+        raise DuplicateKeyError(
+            f"{source.name}: {name} holds a key another writer committed while it loaded ({detail}); rolled back,"
+            " load it again to quarantine the duplicates"
+        ) from exc
     except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
         # a lost connection fails again on the rollback: the first failure says why
         cause = (
