@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -213,11 +214,15 @@ def test_a_landing_copy_killed_half_way_is_never_loaded(scratch_db, tmp_path: Pa
     (partial,) = landed
     assert partial.name.endswith(loaders.PARTIAL_SUFFIX) and 0 < partial.stat().st_size < len(data)
 
-    # the next import loads its own file only; a load of the whole folder ignores the partial copy
+    # a load of the whole folder (the ingest DAG) ignores the partial copy
+    assert loaders.load_exports(scratch_db, ORDER_IMPORT, landing / "imports").files_seen == 0
+    # the next import removes it (its writer is dead) and loads its own file only
     small = write_orders(tmp_path / "small.csv", range(900_000, 900_010))
     result = import_orders(small, cli_env(scratch_db, landing))
     assert result.returncode == 0, result.stderr
     assert "small.csv: 10 lines loaded, 0 quarantined" in result.stdout
+    assert f"removed {partial.name}: a partial copy left by a landing that was killed" in result.stderr
+    assert [p.name for p in (landing / "imports").iterdir()] == ["small.csv"]
     assert loaders.load_exports(scratch_db, ORDER_IMPORT, landing / "imports").files_seen == 1
     assert query(scratch_db, "select file_name, rows_read from raw.load_manifest") == [("small.csv", 10)]
     # imported again, complete, the big file loads in full
@@ -227,6 +232,22 @@ def test_a_landing_copy_killed_half_way_is_never_loaded(scratch_db, tmp_path: Pa
         ("small.csv", 10),
     ]
     assert table_rows(scratch_db) == 50_010
+
+
+def test_a_partial_copy_still_being_written_or_from_another_machine_is_left_alone(tmp_path: Path) -> None:
+    landing = tmp_path / "imports"
+    landing.mkdir()
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    names = {
+        "writing": f".a.csv.{os.getpid()}@{host}-0123abcd{loaders.PARTIAL_SUFFIX}",
+        "other_machine": f".b.csv.{dead.stdout.strip()}@elsewhere.example-0123abcd{loaders.PARTIAL_SUFFIX}",
+        "killed": f".c.csv.{dead.stdout.strip()}@{host}-0123abcd{loaders.PARTIAL_SUFFIX}",
+    }
+    for name in names.values():
+        (landing / name).write_bytes(b"order_id")
+    assert loaders.remove_abandoned_partials(landing) == [names["killed"]]
+    assert sorted(p.name for p in landing.iterdir()) == sorted([names["writing"], names["other_machine"]])
 
 
 def _user_namespaces_work() -> bool:

@@ -17,8 +17,11 @@ import contextlib
 import csv
 import hashlib
 import io
+import logging
 import os
+import re
 import secrets
+import socket
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,6 +44,8 @@ from tierhouse.ingest.parsing import (
 from tierhouse.privacy.crypto import encrypt, normalise_phone, pseudonymise
 from tierhouse.warehouse.connection import WarehouseUrl, connect, session
 from tierhouse.warehouse.migrate import require_migrated
+
+log = logging.getLogger(__name__)
 
 SHOP_SOURCE = "shop"
 #: A landing copy is written under a hidden name ending in this, never ``*.csv``: a copy cut
@@ -488,9 +493,10 @@ def land_file(path: Path, landing_dir: Path) -> LandedFile:
     folder, flushed to disk, read back (size and SHA-256), then renamed into place — so the
     landed name only ever holds a complete copy, whatever kills the copy half-way."""
     target = landing_dir / path.name
-    temp = landing_dir / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+    temp = landing_dir / f".{path.name}.{os.getpid()}@{socket.gethostname()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
     try:
         landing_dir.mkdir(parents=True, exist_ok=True)
+        remove_abandoned_partials(landing_dir)
         if target.exists() and target.samefile(path):
             return LandedFile(target, *_size_and_sha256(target))  # already in the landing area
         expected_size = path.stat().st_size if path.is_file() else None
@@ -515,6 +521,35 @@ def land_file(path: Path, landing_dir: Path) -> LandedFile:
     except OSError as exc:
         raise LandingError(f"cannot land {path.name} in {landing_dir}: {exc.strerror or exc}") from exc
     return LandedFile(target, size, digest.hexdigest())
+
+
+_PARTIAL_NAME = re.compile(r"\.(?P<pid>\d+)(?:@(?P<host>.+))?-[0-9a-f]{8}" + re.escape(PARTIAL_SUFFIX) + "$")
+
+
+def remove_abandoned_partials(landing_dir: Path) -> list[str]:
+    """Delete the partial copies left in ``landing_dir`` by landings that were killed: those
+    written on this machine by a process that no longer runs. A copy still being written, or one
+    from another machine sharing the folder, is left alone. Returns the names removed."""
+    removed = []
+    for partial in sorted(landing_dir.glob(f".*{PARTIAL_SUFFIX}")):
+        match = _PARTIAL_NAME.search(partial.name)
+        if not match or match["host"] not in (None, socket.gethostname()) or _process_runs(int(match["pid"])):
+            continue
+        with contextlib.suppress(FileNotFoundError):  # another landing removed it first
+            partial.unlink()
+            removed.append(partial.name)
+            log.warning("removed %s: a partial copy left by a landing that was killed", partial.name)
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _size_and_sha256(path: Path) -> tuple[int, str]:
