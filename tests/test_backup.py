@@ -22,7 +22,7 @@ from tests.support import query
 from tierhouse.cli.main import main
 from tierhouse.lifecycle import backup, publish
 from tierhouse.privacy import access, crypto
-from tierhouse.warehouse.connection import WarehouseUrl, connect, session
+from tierhouse.warehouse.connection import EmbeddedWarehouse, WarehouseUrl, connect, session
 
 PERIOD = date(2026, 9, 1)
 INITIAL = [
@@ -147,3 +147,23 @@ def test_backup_and_restore_from_the_command_line(scratch_db: WarehouseUrl, tmp_
     assert main(["restore", str(tmp_path / "backup")]) == 2  # the warehouse it came from is not empty
     (error,) = capsys.readouterr().err.splitlines()
     assert error.startswith(f"tierhouse: database {scratch_db.dbname} already holds ")
+
+
+def test_a_backup_restores_onto_a_new_server_that_has_none_of_the_roles(scratch_db: WarehouseUrl, tmp_path: Path) -> None:
+    graded(scratch_db)
+    manifest = backup.backup(scratch_db, tmp_path / "backup")
+    server = EmbeddedWarehouse(tmp_path / "new_server", port=scratch_db.port + 100)
+    server.init()  # a new cluster: only its superuser exists
+    try:
+        url = server.url()
+        assert query(url, "select count(*) from pg_roles where rolname = any(%s)", (manifest.roles,)) == [(0,)]
+        backup.restore(url, tmp_path / "backup")
+        assert query(url, "select snapshot_hash from history.grading_runs order by created_at") == [
+            (item["snapshot_hash"],) for item in manifest.recorded
+        ]
+        assert query(url, "select count(*) from pg_roles where rolname = any(%s)", (manifest.roles,)) == [(len(manifest.roles),)]
+        assert query(url, "select pg_get_userbyid(relowner) from pg_class where oid = 'history.grading_runs'::regclass") == [
+            ("tierhouse_owner",)
+        ]
+    finally:
+        server.stop()
