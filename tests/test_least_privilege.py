@@ -33,6 +33,7 @@ EVERY_LOGIN = "every login"
 FUNCTION_CALLS = {
     "pii.read_customer": "select * from pii.read_customer('M000001', 'privilege matrix', 'privilege matrix')",
     "pii.customer_names": "select * from pii.customer_names('privilege matrix', 'privilege matrix')",
+    "raw.policy_version_graded": "select raw.policy_version_graded('highend_flower', 1)",
 }
 
 

@@ -47,7 +47,7 @@ RELATIONS = {
 FUNCTIONS = {
     "history.refuse_change", "audit.refuse_change", "audit.log_personal_data_read", "pii.read_customer", "pii.customer_names",
     "audit.fold_width", "audit.screen_pattern", "audit.has_mobile", "audit.has_email", "audit.resident_id_checksum_holds",
-    "audit.has_resident_id", "audit.has_name",
+    "audit.has_resident_id", "audit.has_name", "raw.policy_version_graded",
 }  # fmt: skip
 APPEND_ONLY = {f"history.{t}" for t in RELATIONS["history"] - {"appeal_status"}} | {"audit.access_log", "audit.dsr_requests"}
 

@@ -60,6 +60,8 @@ grant usage, select on all sequences in schema raw to loader;
 grant insert, delete on all tables in schema pii to loader;
 grant select (_source_file, _source_line) on pii.crm_members, pii.service_tickets to loader;
 grant select on all tables in schema shop to loader;
+-- whether a policy version already graded a period (it may then not change), and nothing else
+grant execute on function raw.policy_version_graded(text, integer) to loader;
 
 -- transformer (dbt): reads raw, builds in the dbt schemas; nothing in published, history, pii
 grant usage on schema raw to transformer;
