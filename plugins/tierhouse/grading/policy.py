@@ -206,8 +206,8 @@ def _rule_implies(a: tuple[Condition, ...], b: tuple[Condition, ...]) -> bool:
     a_all = [c for c in a if c.match_group == "all"]
     b_all = [c for c in b if c.match_group == "all"]
     b_any = [c for c in b if c.match_group == "any"]
-    for chosen in [c for c in a if c.match_group == "any"] or [None]:
-        held = a_all + ([chosen] if chosen else [])
+    a_any = [c for c in a if c.match_group == "any"]
+    for held in [[*a_all, chosen] for chosen in a_any] or [a_all]:
         if not all(any(_implies(h, c) for h in held) for c in b_all):
             return False
         if b_any and not any(_implies(h, c) for h in held for c in b_any):
