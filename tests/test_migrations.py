@@ -37,7 +37,7 @@ RELATIONS = {
     "pii": {source.table for source in SOURCES.values() if source.restricted_columns},
     "shop": {"orders", "order_lines"},
     "history": {
-        "grading_runs", "tier_snapshots", "restatement_candidates", "reviews", "tier_changes", "appeals", "appeal_answers",
+        "grading_runs", "tier_snapshots", "restatement_candidates", "restatement_snapshots", "restatement_decisions", "reviews", "tier_changes", "appeals", "appeal_answers",
         "appeal_status",
     },
     "audit": {"access_log", "dsr_requests"},

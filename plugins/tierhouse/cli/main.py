@@ -233,6 +233,22 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restatements(args: argparse.Namespace) -> int:
+    from tierhouse.lifecycle import restatements
+
+    url = _url("review")
+    if args.action == "list":
+        print(restatements.format_pending(restatements.pending(url)))
+        return 0
+    missing = [name for name in ("candidate", "decided_by", "reason") if not getattr(args, name)]
+    if missing:
+        raise UsageError(f"restatements {args.action} needs --{' --'.join(m.replace('_', '-') for m in missing)}")
+    decision = {"accept": "accepted", "reject": "rejected"}[args.action]
+    run_id = restatements.decide(url, args.candidate, decision, args.decided_by, args.reason)
+    print(f"restatement {args.candidate} {decision}" + (f"; list {run_id} published" if run_id else "; the list in force stays"))
+    return 0
+
+
 def _local_keys() -> None:
     """Against the embedded warehouse, use its local keys unless the environment brings its own."""
     from tierhouse.privacy.crypto import KEY_ENV, ensure_local_key
@@ -370,6 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("restore", help="restore a backup into an empty warehouse and check every list's hash")
     p.add_argument("dir")
     p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("restatements", help="late data for published months: list the candidates, accept or reject one")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "accept", "reject"])
+    p.add_argument("--candidate", help="the candidate id `restatements list` shows")
+    p.add_argument("--decided-by", help="who decides")
+    p.add_argument("--reason", help="mandatory: why")
+    p.set_defaults(func=cmd_restatements)
 
     p = sub.add_parser("check", help="run a Great Expectations checkpoint")
     p.add_argument("checkpoint")

@@ -78,6 +78,8 @@ grant select on {policy_tables} to publisher, reviewer;
 grant select on all tables in schema marts to publisher, reviewer;
 grant select, insert on all tables in schema history to publisher, reviewer;
 grant select, insert, update, delete on published.customer_tiers to publisher, reviewer;
+-- accepting or rejecting a restatement is a person's decision (the review login), never a task's
+revoke insert on history.restatement_decisions from publisher;
 
 -- gate: reads every schema it scans, writes nothing
 grant usage on schema raw, {dbt_schemas}, published, history, audit to gate;
