@@ -7,7 +7,10 @@ a retry, or a task cleared and run again, changes nothing.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -60,17 +63,22 @@ def airflow_connections(scratch_db: WarehouseUrl, monkeypatch: pytest.MonkeyPatc
     return scratch_db
 
 
+def landing_area(url: WarehouseUrl, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small sample of every source in the landing area, and the shop stand-in filled."""
+    generate(data_dir, 12, 3, 5, date.today())
+    (data_dir / "imports").mkdir()
+    shutil.copy(PROJECT_ROOT / "docs" / "examples" / "orders_import_example.csv", data_dir / "imports")
+    seed_shop_database(url, data_dir / "shop")
+    monkeypatch.setattr(settings, "DATA_DIR", data_dir)
+
+
 def test_every_task_of_the_ingest_dag_run_twice_leaves_identical_table_checksums(
     airflow_connections: WarehouseUrl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tierhouse.orchestration import pipeline
 
     url = airflow_connections
-    generate(tmp_path, 12, 3, 5, date.today())
-    (tmp_path / "imports").mkdir()
-    shutil.copy(PROJECT_ROOT / "docs" / "examples" / "orders_import_example.csv", tmp_path / "imports")
-    seed_shop_database(url, tmp_path / "shop")
-    monkeypatch.setattr(settings, "DATA_DIR", tmp_path)
+    landing_area(url, tmp_path, monkeypatch)
     tasks: list[tuple[str, Callable[[], object]]] = [
         ("migrate_warehouse", pipeline.migrate_warehouse),
         ("apply_access_controls", pipeline.apply_access_controls),
@@ -86,3 +94,60 @@ def test_every_task_of_the_ingest_dag_run_twice_leaves_identical_table_checksums
     # and the data did land: the checksums compared tables that hold something
     rows = query(url, "select source, sum(rows_loaded) from raw.load_manifest group by 1 order by 1")
     assert {source for source, _ in rows} == {*SOURCES, "shop"} and all(n > 0 for _, n in rows)
+
+
+PUBLISHED = (
+    "select period_month, count(*), md5(string_agg(customer_key || tier || published_at::text, ',' order by customer_key))"
+    " from published.customer_tiers where policy = 'highend_flower' group by 1 order by 1"
+)
+
+
+def test_dbt_killed_half_way_leaves_the_grades_in_force_and_the_next_run_publishes_once(
+    airflow_connections: WarehouseUrl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(1) A grading run whose dbt build is killed (the worker lost, SIGKILL) publishes nothing:
+    the list in force stays as it was; the retry builds and publishes the month once."""
+    from tierhouse.grading.transform import dbt_command, dbt_env, run_dbt
+    from tierhouse.orchestration import pipeline
+
+    url = airflow_connections
+    landing_area(url, tmp_path, monkeypatch)
+    for task in (pipeline.migrate_warehouse, pipeline.apply_access_controls, pipeline.extract_shop_orders):
+        task()
+    for name in SOURCES:
+        pipeline.load_exports(name)
+    build = ["build", "--exclude", "test_type:unit", "--quiet"]
+    pipeline.load_policies()
+    run_dbt(url, *build)
+    pipeline.apply_access_controls()  # as the DAGs grant what dbt built before publishing
+    assert pipeline.publish_tiers("highend_flower", "2026-09", "september")["status"] == "published"
+    in_force = query(url, PUBLISHED)
+
+    # the October run: dbt is killed once it has rebuilt an intermediate model (seeds and staging
+    # rebuilt, the marts not yet)
+    cmd = dbt_command(*build[:-1])
+    env = {**dbt_env(url), "PYTHONUNBUFFERED": "1"}  # each line as dbt writes it
+    dbt = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, text=True)
+    assert dbt.stdout is not None
+    progress = []
+    for line in dbt.stdout:
+        progress.append(line)
+        if " OK created " in line and " intermediate." in line:
+            break
+    else:
+        pytest.fail("dbt ended before it was killed:\n" + "".join(progress[-20:]))
+    os.killpg(dbt.pid, signal.SIGKILL)
+    assert dbt.wait(timeout=60) == -signal.SIGKILL
+    assert query(url, PUBLISHED) == in_force
+    assert query(url, "select count(*) from history.grading_runs") == [(1,)]
+
+    # the retry: dbt builds again from where the kill left it, then the month is published once
+    run_dbt(url, *build)
+    pipeline.apply_access_controls()
+    assert pipeline.publish_tiers("highend_flower", "2026-10", "october")["status"] == "published"
+    assert pipeline.publish_tiers("highend_flower", "2026-10", "october-again")["status"] == "unchanged"
+    assert query(url, PUBLISHED)[0] == in_force[0]
+    assert query(url, "select period_month, list_kind, airflow_run_id from history.grading_runs order by 1") == [
+        (date(2026, 9, 1), "initial", "september"),
+        (date(2026, 10, 1), "initial", "october"),
+    ]

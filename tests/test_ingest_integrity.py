@@ -67,6 +67,18 @@ def import_orders(path: Path, env: dict[str, str], prefix: list[str] | None = No
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
+def start_import(path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`tierhouse import-orders` in the background, its output captured."""
+    return subprocess.Popen(
+        [TIERHOUSE, "import-orders", str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(run: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    stdout, stderr = run.communicate(timeout=120)
+    return subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
     assert result.returncode != 0, result.stdout
     assert "Traceback" not in result.stderr, result.stderr
@@ -87,16 +99,7 @@ def test_concurrent_imports_of_overlapping_keys_never_commit_a_duplicate(scratch
     first = write_orders(tmp_path / "a" / "orders_a.csv", range(0, 40_000))
     second = write_orders(tmp_path / "b" / "orders_b.csv", range(20_000, 60_000))
     # two landing areas, as two people importing on two machines against one warehouse
-    runs = [
-        subprocess.Popen(
-            [TIERHOUSE, "import-orders", str(path)],
-            env=cli_env(scratch_db, tmp_path / f"landing_{path.stem}"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for path in (first, second)
-    ]
+    runs = [start_import(path, cli_env(scratch_db, tmp_path / f"landing_{path.stem}")) for path in (first, second)]
     outputs = [run.communicate(timeout=300) for run in runs]
     for _, stderr in outputs:
         assert "Traceback" not in stderr and "error" not in stderr, stderr
@@ -146,13 +149,7 @@ def test_a_writer_that_bypasses_the_loaders_lock_cannot_commit_a_duplicate_eithe
     assert writer.stdout is not None and writer.stdin is not None
     assert writer.stdout.readline().strip() == "inserted"
     export = write_orders(tmp_path / "orders.csv", range(10))
-    run = subprocess.Popen(
-        [TIERHOUSE, "import-orders", str(export)],
-        env=cli_env(scratch_db, tmp_path / "landing"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = start_import(export, cli_env(scratch_db, tmp_path / "landing"))
     waiting = "select count(*) from pg_stat_activity where application_name = 'tierhouse' and wait_event_type = 'Lock'"
     deadline = time.monotonic() + 120
     while query(scratch_db, waiting) != [(1,)]:  # the import's COPY waits on the script's uncommitted key
@@ -161,9 +158,8 @@ def test_a_writer_that_bypasses_the_loaders_lock_cannot_commit_a_duplicate_eithe
     writer.stdin.write("commit\n")
     writer.stdin.close()
     assert writer.wait(timeout=60) == 0
-    stdout, stderr = run.communicate(timeout=120)
     assert_one_line_error(
-        subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr),
+        finish(run),
         "imports: orders.csv holds a key another writer committed while it loaded",
         "(order_id, line_no)=(K-0000005, 1) already exists",
         "load it again to quarantine the duplicates",
@@ -334,13 +330,7 @@ def test_a_file_refused_at_its_header_is_one_quarantine_row_and_reconciles(scrat
 # -- expected failures are one line ---------------------------------------------------------------
 def test_a_connection_lost_mid_load_is_one_line_and_commits_nothing(scratch_db, tmp_path: Path) -> None:
     export = write_orders(tmp_path / "orders.csv", range(150_000))
-    run = subprocess.Popen(
-        [TIERHOUSE, "import-orders", str(export)],
-        env=cli_env(scratch_db, tmp_path / "landing"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = start_import(export, cli_env(scratch_db, tmp_path / "landing"))
     holder = """
         select l.pid from pg_locks as l join pg_database as d on d.oid = l.database
         where d.datname = current_database() and l.locktype = 'advisory' and l.granted and l.objsubid = 1
@@ -351,9 +341,8 @@ def test_a_connection_lost_mid_load_is_one_line_and_commits_nothing(scratch_db, 
         assert run.poll() is None and time.monotonic() < deadline, run.communicate()
         time.sleep(0.05)
     query(scratch_db, "select pg_terminate_backend(%s)", (loading[0][0],))  # what a server restart does to it
-    stdout, stderr = run.communicate(timeout=120)
     assert_one_line_error(
-        subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr),
+        finish(run),
         "imports: the warehouse failed while loading orders.csv (rolled back; files before it are loaded):",
     )
     assert table_rows(scratch_db) == 0

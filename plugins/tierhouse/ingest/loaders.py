@@ -498,7 +498,7 @@ def land_file(path: Path, landing_dir: Path) -> LandedFile:
         landing_dir.mkdir(parents=True, exist_ok=True)
         remove_abandoned_partials(landing_dir)
         if target.exists() and target.samefile(path):
-            return LandedFile(target, *_size_and_sha256(target))  # already in the landing area
+            return LandedFile(target, *size_and_sha256(target))  # already in the landing area
         expected_size = path.stat().st_size if path.is_file() else None
         digest, size = hashlib.sha256(), 0
         try:
@@ -511,7 +511,7 @@ def land_file(path: Path, landing_dir: Path) -> LandedFile:
                 os.fsync(copy.fileno())
             if expected_size is not None and size != expected_size:
                 raise LandingError(f"{path.name} changed while it was copied: {expected_size} bytes at the start, {size} copied")
-            if _size_and_sha256(temp) != (size, digest.hexdigest()):
+            if size_and_sha256(temp) != (size, digest.hexdigest()):
                 raise LandingError(f"the copy of {path.name} in {landing_dir} does not read back as written")
             os.replace(temp, target)
         finally:
@@ -552,7 +552,8 @@ def _process_runs(pid: int) -> bool:
     return True
 
 
-def _size_and_sha256(path: Path) -> tuple[int, str]:
+def size_and_sha256(path: Path) -> tuple[int, str]:
+    """A file's size and SHA-256, read in chunks (any size, bounded memory)."""
     digest, size = hashlib.sha256(), 0
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):

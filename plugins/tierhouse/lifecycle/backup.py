@@ -18,7 +18,6 @@ the same ``TIERHOUSE_PII_KEY`` to read it, and the same pseudonym key for new lo
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from tierhouse import settings
 from tierhouse.errors import TierhouseError
+from tierhouse.ingest.loaders import size_and_sha256
 from tierhouse.lifecycle.publish import SNAPSHOT_COLUMNS
 from tierhouse.privacy import access
 from tierhouse.warehouse.connection import EmbeddedWarehouse, WarehouseUrl, session
@@ -38,7 +38,6 @@ from tierhouse.warehouse.migrate import migrate, require_migrated
 DUMP_FILE = "warehouse.dump"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 1
-_CHUNK = 1024 * 1024
 _VERSION = re.compile(r"\b(\d+)(?:\.\d+)+\b")
 
 
@@ -150,15 +149,6 @@ def _run(command: list[str], url: WarehouseUrl, what: str) -> None:
         raise BackupError(f"{what} failed: {first.strip()}")
 
 
-def _file_sha256(path: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def _lists(cur) -> tuple[list[dict], list[dict]]:
     """Every recorded list (its recorded hash checked against its rows) and every published list."""
     cur.execute(_RECORDED_LISTS)
@@ -203,7 +193,7 @@ def backup(url: WarehouseUrl, directory: Path) -> Manifest:
                 url, "pg_dump",
             )  # fmt: skip
         conn.rollback()
-    sha256, size = _file_sha256(dump)
+    size, sha256 = size_and_sha256(dump)
     document = {
         "format": MANIFEST_FORMAT,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -230,7 +220,7 @@ def restore(url: WarehouseUrl, directory: Path) -> Manifest:
     manifest = Manifest.read(directory)
     dump = directory / DUMP_FILE
     try:
-        sha256, size = _file_sha256(dump)
+        size, sha256 = size_and_sha256(dump)
     except OSError as exc:
         raise BackupError(f"cannot read {dump}: {exc.strerror or exc}") from exc
     if (sha256, size) != (manifest.dump_sha256, manifest.dump_bytes):
