@@ -102,6 +102,7 @@ PUBLISHED = (
 )
 
 
+@pytest.mark.e2e  # two full dbt builds and a killed one: minutes
 def test_dbt_killed_half_way_leaves_the_grades_in_force_and_the_next_run_publishes_once(
     airflow_connections: WarehouseUrl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
