@@ -217,8 +217,8 @@ class EmbeddedWarehouse:
         if not _port_is_free(port):
             raise WarehouseError(f"port {port} of the embedded warehouse is taken by another process")
         # fsync off: a development server need not survive the machine crashing. Commits are
-        # synchronous all the same, so one survives the server crashing: `make chaos` found
-        # asynchronous commits losing loads that had reported success.
+        # synchronous all the same, so one survives the server crashing: with asynchronous ones a
+        # `make chaos` run lost data that loads had reported committed.
         options = f"-h 127.0.0.1 -p {port} -k {self.socket_dir} -c fsync=off"
         self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.pgdata), "-l", str(self.logfile), "-o", options)
         return self.url()
