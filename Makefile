@@ -11,7 +11,7 @@ export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: help venv manifest warehouse warehouse-stop airflow airflow-stop demo test lint bench lock clean browser docs
+.PHONY: help venv manifest warehouse warehouse-stop airflow airflow-stop demo test lint bench chaos lock clean browser docs
 
 help:
 	@echo "make demo      warehouse + sample data + real DAG runs + tier summary"
@@ -19,6 +19,7 @@ help:
 	@echo "make lint      ruff, sqlfluff, mypy and the dbt project check (make test runs it first)"
 	@echo "make bench     larger runs with timings (not part of the tests)"
 	@echo "make docs      dbt docs and Great Expectations Data Docs of the demo warehouse"
+	@echo "make chaos     random crashes of the embedded server over ingest and a backfill (FAULTS=50; not part of the tests)"
 	@echo "make lock      re-resolve requirements-dev.lock and requirements.lock from pyproject.toml"
 	@echo "make warehouse / warehouse-stop   start or stop the embedded PostgreSQL"
 	@echo "make airflow / airflow-stop       start or stop a local Airflow (api-server, scheduler, dag-processor, triggerer)"
@@ -87,6 +88,10 @@ docs: $(MANIFEST)
 
 bench: $(MANIFEST)
 	$(BIN)/python -m tierhouse.devtools.bench
+
+FAULTS ?= 50
+chaos: $(MANIFEST)
+	$(BIN)/python -m tierhouse.devtools.chaos --faults $(FAULTS)
 
 # Both locks, from pyproject.toml: everything (dev extra included) first, then the runtime lock
 # constrained to the dev lock's pins, so the image runs exactly the versions the tests ran.

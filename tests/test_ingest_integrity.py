@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -66,6 +67,18 @@ def import_orders(path: Path, env: dict[str, str], prefix: list[str] | None = No
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
+def start_import(path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`tierhouse import-orders` in the background, its output captured."""
+    return subprocess.Popen(
+        [TIERHOUSE, "import-orders", str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(run: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    stdout, stderr = run.communicate(timeout=120)
+    return subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
     assert result.returncode != 0, result.stdout
     assert "Traceback" not in result.stderr, result.stderr
@@ -86,16 +99,7 @@ def test_concurrent_imports_of_overlapping_keys_never_commit_a_duplicate(scratch
     first = write_orders(tmp_path / "a" / "orders_a.csv", range(0, 40_000))
     second = write_orders(tmp_path / "b" / "orders_b.csv", range(20_000, 60_000))
     # two landing areas, as two people importing on two machines against one warehouse
-    runs = [
-        subprocess.Popen(
-            [TIERHOUSE, "import-orders", str(path)],
-            env=cli_env(scratch_db, tmp_path / f"landing_{path.stem}"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for path in (first, second)
-    ]
+    runs = [start_import(path, cli_env(scratch_db, tmp_path / f"landing_{path.stem}")) for path in (first, second)]
     outputs = [run.communicate(timeout=300) for run in runs]
     for _, stderr in outputs:
         assert "Traceback" not in stderr and "error" not in stderr, stderr
@@ -119,6 +123,52 @@ def test_concurrent_imports_of_overlapping_keys_never_commit_a_duplicate(scratch
     ]
     (report,) = loaders.load_report(scratch_db)
     assert report.reconciled
+
+
+BYPASSING_WRITER = """
+import sys, psycopg2
+conn = psycopg2.connect(sys.argv[1], application_name="bypassing_writer")
+with conn.cursor() as cur:
+    cur.execute(
+        "insert into raw.imported_order_lines (order_id, line_no, ordered_at, channel, quantity, amount, _source_file,"
+        " _source_line) values ('K-0000005', 1, '2026-09-03 14:20', 'store', 1, 100.00, 'script', 1)"
+    )
+    print("inserted", flush=True)
+    sys.stdin.readline()
+conn.commit()
+"""
+
+
+def test_a_writer_that_bypasses_the_loaders_lock_cannot_commit_a_duplicate_either(scratch_db, tmp_path: Path) -> None:
+    """The database's unique index, not only the loaders' lock: a script inserts a key and holds
+    its transaction open; an import of a file with that key waits on the index, and once the
+    script commits, the import fails with one line and commits nothing."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", BYPASSING_WRITER, scratch_db.url()], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None and writer.stdin is not None
+    assert writer.stdout.readline().strip() == "inserted"
+    export = write_orders(tmp_path / "orders.csv", range(10))
+    run = start_import(export, cli_env(scratch_db, tmp_path / "landing"))
+    waiting = "select count(*) from pg_stat_activity where application_name = 'tierhouse' and wait_event_type = 'Lock'"
+    deadline = time.monotonic() + 120
+    while query(scratch_db, waiting) != [(1,)]:  # the import's COPY waits on the script's uncommitted key
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.05)
+    writer.stdin.write("commit\n")
+    writer.stdin.close()
+    assert writer.wait(timeout=60) == 0
+    assert_one_line_error(
+        finish(run),
+        "imports: orders.csv holds a key another writer committed while it loaded",
+        "(order_id, line_no)=(K-0000005, 1) already exists",
+        "load it again to quarantine the duplicates",
+    )
+    assert query(scratch_db, "select order_id, _source_file from raw.imported_order_lines") == [("K-0000005", "script")]
+    assert query(scratch_db, "select count(*) from raw.load_manifest") == [(0,)]
+    # loaded again, the file's copy of the key is quarantined as a duplicate and the rest loads
+    assert import_orders(export, cli_env(scratch_db, tmp_path / "landing")).returncode == 3
+    assert query(scratch_db, "select count(*), count(distinct (order_id, line_no)) from raw.imported_order_lines") == [(10, 10)]
 
 
 def test_a_key_repeated_across_batches_of_one_file_is_a_duplicate_line(scratch_db, tmp_path: Path) -> None:
@@ -160,11 +210,15 @@ def test_a_landing_copy_killed_half_way_is_never_loaded(scratch_db, tmp_path: Pa
     (partial,) = landed
     assert partial.name.endswith(loaders.PARTIAL_SUFFIX) and 0 < partial.stat().st_size < len(data)
 
-    # the next import loads its own file only; a load of the whole folder ignores the partial copy
+    # a load of the whole folder (the ingest DAG) ignores the partial copy
+    assert loaders.load_exports(scratch_db, ORDER_IMPORT, landing / "imports").files_seen == 0
+    # the next import removes it (its writer is dead) and loads its own file only
     small = write_orders(tmp_path / "small.csv", range(900_000, 900_010))
     result = import_orders(small, cli_env(scratch_db, landing))
     assert result.returncode == 0, result.stderr
     assert "small.csv: 10 lines loaded, 0 quarantined" in result.stdout
+    assert f"removed {partial.name}: a partial copy left by a landing that was killed" in result.stderr
+    assert [p.name for p in (landing / "imports").iterdir()] == ["small.csv"]
     assert loaders.load_exports(scratch_db, ORDER_IMPORT, landing / "imports").files_seen == 1
     assert query(scratch_db, "select file_name, rows_read from raw.load_manifest") == [("small.csv", 10)]
     # imported again, complete, the big file loads in full
@@ -174,6 +228,22 @@ def test_a_landing_copy_killed_half_way_is_never_loaded(scratch_db, tmp_path: Pa
         ("small.csv", 10),
     ]
     assert table_rows(scratch_db) == 50_010
+
+
+def test_a_partial_copy_still_being_written_or_from_another_machine_is_left_alone(tmp_path: Path) -> None:
+    landing = tmp_path / "imports"
+    landing.mkdir()
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    names = {
+        "writing": f".a.csv.{os.getpid()}@{host}-0123abcd{loaders.PARTIAL_SUFFIX}",
+        "other_machine": f".b.csv.{dead.stdout.strip()}@elsewhere.example-0123abcd{loaders.PARTIAL_SUFFIX}",
+        "killed": f".c.csv.{dead.stdout.strip()}@{host}-0123abcd{loaders.PARTIAL_SUFFIX}",
+    }
+    for name in names.values():
+        (landing / name).write_bytes(b"order_id")
+    assert loaders.remove_abandoned_partials(landing) == [names["killed"]]
+    assert sorted(p.name for p in landing.iterdir()) == sorted([names["writing"], names["other_machine"]])
 
 
 def _user_namespaces_work() -> bool:
@@ -260,13 +330,7 @@ def test_a_file_refused_at_its_header_is_one_quarantine_row_and_reconciles(scrat
 # -- expected failures are one line ---------------------------------------------------------------
 def test_a_connection_lost_mid_load_is_one_line_and_commits_nothing(scratch_db, tmp_path: Path) -> None:
     export = write_orders(tmp_path / "orders.csv", range(150_000))
-    run = subprocess.Popen(
-        [TIERHOUSE, "import-orders", str(export)],
-        env=cli_env(scratch_db, tmp_path / "landing"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = start_import(export, cli_env(scratch_db, tmp_path / "landing"))
     holder = """
         select l.pid from pg_locks as l join pg_database as d on d.oid = l.database
         where d.datname = current_database() and l.locktype = 'advisory' and l.granted and l.objsubid = 1
@@ -277,9 +341,8 @@ def test_a_connection_lost_mid_load_is_one_line_and_commits_nothing(scratch_db, 
         assert run.poll() is None and time.monotonic() < deadline, run.communicate()
         time.sleep(0.05)
     query(scratch_db, "select pg_terminate_backend(%s)", (loading[0][0],))  # what a server restart does to it
-    stdout, stderr = run.communicate(timeout=120)
     assert_one_line_error(
-        subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr),
+        finish(run),
         "imports: the warehouse failed while loading orders.csv (rolled back; files before it are loaded):",
     )
     assert table_rows(scratch_db) == 0

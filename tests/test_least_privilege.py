@@ -36,6 +36,7 @@ FUNCTION_CALLS = {
     "audit.log_personal_data_read": "select audit.log_personal_data_read('M000001', 'customer', 'dsr_verification')",
     "pii.add_member_version": "select pii.add_member_version(gen_random_uuid(), now()::timestamp, null, null)",
     "pii.erase_customer": "select * from pii.erase_customer(gen_random_uuid())",
+    "raw.policy_version_graded": "select raw.policy_version_graded('highend_flower', 1)",
 }
 
 

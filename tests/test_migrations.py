@@ -38,7 +38,7 @@ RELATIONS = {
     "pii": {source.table for source in SOURCES.values() if source.restricted_columns},
     "shop": {"orders", "order_lines"},
     "history": {
-        "grading_runs", "tier_snapshots", "restatement_candidates", "reviews", "tier_changes", "appeals", "appeal_answers",
+        "grading_runs", "tier_snapshots", "restatement_candidates", "restatement_snapshots", "restatement_decisions", "reviews", "tier_changes", "appeals", "appeal_answers",
         "appeal_status",
     },
     "audit": {
@@ -52,7 +52,7 @@ FUNCTIONS = {
     "history.refuse_change", "audit.refuse_change", "audit.log_personal_data_read", "pii.read_customer", "pii.customer_names",
     "audit.fold_width", "audit.screen_pattern", "audit.has_mobile", "audit.has_email", "audit.resident_id_checksum_holds",
     "audit.has_resident_id", "audit.has_name", "audit.use_logged_read", "audit.pending_request", "pii.add_member_version",
-    "pii.erase_customer",
+    "pii.erase_customer", "raw.policy_version_graded",
 }  # fmt: skip
 APPEND_ONLY = {f"history.{t}" for t in RELATIONS["history"] - {"appeal_status"}} | {
     "audit.access_log",
@@ -281,3 +281,40 @@ def test_the_migrated_landing_tables_are_what_sources_declares(scratch_db: Wareh
 def test_sql_folds_full_width_characters_as_the_gate_folds_names(scratch_db: WarehouseUrl) -> None:
     full_width, ascii_forms = deidentification._FULL_WIDTH, deidentification._ASCII
     assert query(scratch_db, "select audit.fold_width(%s)", (full_width,)) == [(ascii_forms,)]
+
+
+def test_unique_source_keys_refuse_a_warehouse_holding_duplicates_with_the_query_that_finds_them(
+    empty_db: WarehouseUrl, tmp_path: Path
+) -> None:
+    before = [m.version for m in MIGRATIONS].index(450)
+    migrate.migrate(empty_db, _copy_migrations(tmp_path, before))  # a warehouse from before the unique keys
+    insert = (
+        "insert into raw.imported_order_lines (order_id, line_no, ordered_at, channel, quantity, amount, _source_file,"
+        " _source_line) values ('A-1', 1, '2026-09-03', 'store', 1, 10, %s, 2)"
+    )
+    for file_name in ("a.csv", "b.csv"):  # what two unlocked concurrent imports once committed
+        query(empty_db, insert, (file_name,))
+    with pytest.raises(migrate.MigrationError) as refused:
+        migrate.migrate(empty_db)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith("migration 0450_unique_source_keys stopped (nothing of it applied): raw.imported_order_lines")
+    assert "holds 1 keys (order_id, line_no) more than once" in message
+    finder = message.split("list them with: ")[1].split("; delete")[0]
+    assert query(empty_db, finder) == [("A-1", 1, 2, ["a.csv", "b.csv"])]
+    assert max(v for v, *_ in _recorded(empty_db)) < 450
+
+    query(empty_db, "delete from raw.imported_order_lines where _source_file = 'b.csv'")
+    assert [m.version for m in migrate.migrate(empty_db)] == [m.version for m in MIGRATIONS[before:]]
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        query(empty_db, insert, ("c.csv",))
+    keys = query(
+        empty_db,
+        "select c.relname, pg_get_indexdef(i.indexrelid) from pg_index as i join pg_class as c on c.oid = i.indrelid"
+        " where i.indisunique and not i.indisprimary and c.relnamespace in ('raw'::regnamespace, 'pii'::regnamespace)",
+    )
+    assert len(keys) == len(SOURCES) + len(RELATIONS["pii"])
+    for source in SOURCES.values():
+        assert any(table == source.table and f"({', '.join(source.unique_key)})" in definition for table, definition in keys), (
+            source.name
+        )

@@ -79,6 +79,8 @@ def test_each_policy_names_the_grade_of_a_lapsed_customer(tmp_path: Path) -> Non
         (lambda d: d["tiers"]["high"].__setitem__("rank", 1), "tiers.high.rank", "unique positive integer"),
         (lambda d: d["settings"].__setitem__("window_months", 0), "settings.window_months", "positive number"),
         (lambda d: d.pop("effective_from"), "effective_from", "missing"),
+        (lambda d: d.pop("tiers"), "tiers", "missing"),
+        (lambda d: d.__setitem__("tiers", {}), "tiers", "non-empty mapping"),
         (lambda d: d["tiers"]["top"].__setitem__("colour", "gold"), "tiers.top", "unknown keys ['colour']"),
         (
             lambda d: d["tiers"]["potential"]["any"].append("order_count >= 3"),
@@ -133,6 +135,28 @@ P3 = settings.POLICIES_DIR / "abcd" / "v1.yml"
             "scores.spend.bands[0].all[1]",
             "unknown indicator",
         ),
+        (
+            lambda d: d["scores"]["spend"]["bands"][1].__setitem__("band", "high"),
+            "scores.spend.bands",
+            "band names ['high'] repeat",
+        ),
+        (  # mid needs more than high: every customer it would take, high takes first
+            lambda d: d["scores"]["spend"]["bands"][1].__setitem__("all", ["spend >= 200000"]),
+            "scores.spend.bands[1]",
+            "overlaps band 'high' entirely",
+        ),
+        (
+            lambda d: d["scores"]["loyalty"]["bands"].__setitem__(
+                slice(0, 2),
+                [
+                    {"band": "high", "points": 3, "any": ["tenure_months > 60", "repurchase_rate > 0.8"]},
+                    {"band": "low", "points": 1, "any": ["tenure_months > 70", "repurchase_rate >= 0.9"]},
+                ],
+            ),
+            "scores.loyalty.bands[1]",
+            "overlaps band 'high' entirely",
+        ),
+        (lambda d: d["tiers"]["C"].__setitem__("all", ["composite_score >= 7"]), "tiers.C", "overlaps tier 'B' entirely"),
     ],
 )
 def test_bad_scores_are_rejected_naming_file_key_and_problem(tmp_path: Path, mutate, key: str, problem: str) -> None:
@@ -259,3 +283,39 @@ def test_constants_shared_with_dbt_are_written_once_as_dbt_vars() -> None:
         sql = path.read_text()
         for name, literal in written_out.items():
             assert literal not in sql, f"{path.name} writes {name} itself; use var('{name}')"
+
+
+def test_an_edited_version_that_graded_a_period_is_refused_by_the_ingest_task_before_anything_runs(
+    scratch_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DAGs load the policy files (as the ingest login, which reads neither history nor
+    published) before dbt builds anything: a version whose list is recorded may not change."""
+    from tierhouse.orchestration import pipeline
+    from tierhouse.privacy import access
+    from tierhouse.warehouse.connection import login_url
+
+    access.apply(scratch_db)
+    ingest = login_url(scratch_db, "ingest")
+    monkeypatch.setenv("AIRFLOW_CONN_TIERHOUSE_WAREHOUSE_INGEST", ingest.url())
+    for shipped in settings.POLICIES_DIR.glob("*/v*.yml"):
+        (tmp_path / shipped.parent.name).mkdir(exist_ok=True)
+        (tmp_path / shipped.parent.name / shipped.name).write_bytes(shipped.read_bytes())
+    monkeypatch.setattr(settings, "POLICIES_DIR", tmp_path)
+    assert "highend_flower@1" in pipeline.load_policies()
+    # v1 graded September: a recorded list (not yet published, e.g. a failed publish gate)
+    query(
+        scratch_db,
+        "insert into history.grading_runs (run_id, policy, policy_version, period_month, list_kind, code_version,"
+        " policy_sha256, input_fingerprint, snapshot_hash, row_count) values (gen_random_uuid(), 'highend_flower', 1,"
+        " '2026-09-01', 'initial', 'test', 'sha', 'inputs', 'hash', 0)",
+    )
+    assert pipeline.load_policies()  # unchanged content loads again
+    before = query(scratch_db, "select policy, version, sha256 from raw.policy_versions order by 1")
+    doc = shipped_doc()
+    doc["tiers"]["top"]["all"][0] = "spend >= 90000"
+    write_policy(tmp_path, doc)
+    with pytest.raises(policy.PolicyError) as refused:
+        pipeline.load_policies()
+    assert (refused.value.path, refused.value.key) == (tmp_path / "highend_flower" / "v1.yml", "version")
+    assert "already loaded with different content; publish the change as a new version" in refused.value.problem
+    assert query(scratch_db, "select policy, version, sha256 from raw.policy_versions order by 1") == before

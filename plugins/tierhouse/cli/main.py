@@ -278,6 +278,45 @@ def cmd_appeal(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from tierhouse.lifecycle.backup import backup
+
+    manifest = backup(_url("migrate"), Path(args.dir))
+    print(
+        f"{Path(args.dir) / 'warehouse.dump'}: {manifest.dump_bytes} bytes, SHA-256 {manifest.dump_sha256};"
+        f" {len(manifest.recorded)} recorded and {len(manifest.published)} published lists in the manifest (no keys)"
+    )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from tierhouse.lifecycle.backup import restore
+
+    url = _url("migrate")
+    manifest = restore(url, Path(args.dir))
+    print(
+        f"restored into {url.dbname}: {len(manifest.recorded)} recorded and {len(manifest.published)} published lists"
+        " hash as the manifest says; migrations and grants applied"
+    )
+    return 0
+
+
+def cmd_restatements(args: argparse.Namespace) -> int:
+    from tierhouse.lifecycle import restatements
+
+    url = _url("review")
+    if args.action == "list":
+        print(restatements.format_pending(restatements.pending(url)))
+        return 0
+    missing = [name for name in ("candidate", "decided_by", "reason") if not getattr(args, name)]
+    if missing:
+        raise UsageError(f"restatements {args.action} needs --{' --'.join(m.replace('_', '-') for m in missing)}")
+    decision = {"accept": "accepted", "reject": "rejected"}[args.action]
+    run_id = restatements.decide(url, args.candidate, decision, args.decided_by, args.reason)
+    print(f"restatement {args.candidate} {decision}" + (f"; list {run_id} published" if run_id else "; the list in force stays"))
+    return 0
+
+
 def _local_keys() -> None:
     """Against the embedded warehouse, use its local keys unless the environment brings its own."""
     from tierhouse.privacy.crypto import KEY_ENV, ensure_local_key
@@ -442,6 +481,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(settings.STATE_DIR / "dsr"), help="access: directory for the export")
     p.add_argument("--record-only", action="store_true", help="record the request for the tierhouse_dsr DAG to carry out")
     p.set_defaults(func=cmd_dsr)
+
+    p = sub.add_parser("backup", help="dump the warehouse into a new folder, with a manifest of every list's hash")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="restore a backup into an empty warehouse and check every list's hash")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("restatements", help="late data for published months: list the candidates, accept or reject one")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "accept", "reject"])
+    p.add_argument("--candidate", help="the candidate id `restatements list` shows")
+    p.add_argument("--decided-by", help="who decides")
+    p.add_argument("--reason", help="mandatory: why")
+    p.set_defaults(func=cmd_restatements)
 
     p = sub.add_parser("check", help="run a Great Expectations checkpoint")
     p.add_argument("checkpoint")

@@ -191,6 +191,46 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _implies(a: Condition, b: Condition) -> bool:
+    """Whenever ``a`` holds, ``b`` holds: the same indicator, the same direction, a bound at least as tight."""
+    if a.indicator != b.indicator:
+        return False
+    for upward in ((">", ">="), ("<", "<=")):
+        if a.operator in upward and b.operator in upward:
+            tighter = a.threshold > b.threshold if upward[0] == ">" else a.threshold < b.threshold
+            return tighter or (a.threshold == b.threshold and (b.operator == upward[1] or a.operator == upward[0]))
+    return False
+
+
+def _rule_implies(a: tuple[Condition, ...], b: tuple[Condition, ...]) -> bool:
+    """Whenever rule ``a`` holds, rule ``b`` holds (a sufficient test, never a false alarm: each way
+    ``a`` can hold meets every 'all' condition of ``b`` and one of its 'any' conditions)."""
+    a_all = [c for c in a if c.match_group == "all"]
+    b_all = [c for c in b if c.match_group == "all"]
+    b_any = [c for c in b if c.match_group == "any"]
+    a_any = [c for c in a if c.match_group == "any"]
+    for held in [[*a_all, chosen] for chosen in a_any] or [a_all]:
+        if not all(any(_implies(h, c) for h in held) for c in b_all):
+            return False
+        if b_any and not any(_implies(h, c) for h in held for c in b_any):
+            return False
+    return True
+
+
+def _refuse_shadowed(
+    path: Path, key: str, kind: str, rule: tuple[Condition, ...], before: list[tuple[str, tuple[Condition, ...]]]
+) -> None:
+    """First match wins (bands top to bottom, tiers best rank first): a rule that can only hold
+    where an earlier one holds too never applies, which is a mistake in the file."""
+    for name, earlier in before:
+        if rule and earlier and _rule_implies(rule, earlier):
+            raise PolicyError(
+                path,
+                key,
+                f"overlaps {kind} {name!r} entirely: whenever its rule holds, that earlier {kind}'s holds too, so it never applies",
+            )
+
+
 def _parse_scores(path: Path, doc: object) -> tuple[Score, ...]:
     if doc is None:
         return ()
@@ -222,6 +262,18 @@ def _parse_scores(path: Path, doc: object) -> tuple[Score, ...]:
             if is_last and conditions:
                 raise PolicyError(path, band_key, "the last band is the fallback and takes no conditions")
             bands.append(Band(str(band["band"]), rank, float(band["points"]), conditions))
+        names = [b.band for b in bands]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise PolicyError(path, f"{key}.bands", f"band names {repeated} repeat")
+        for later in bands:
+            _refuse_shadowed(
+                path,
+                f"{key}.bands[{later.rank - 1}]",
+                "band",
+                later.conditions,
+                [(b.band, b.conditions) for b in bands[: later.rank - 1]],
+            )
         scores.append(Score(name, float(weight), tuple(bands)))
     return tuple(scores)
 
@@ -308,6 +360,9 @@ def parse_policy(path: Path, *, in_policies_dir: bool = True) -> Policy:
         ranks.add(rank)
         tiers.append(Tier(str(code), str(spec.get("label", code)), rank, _parse_rule(path, key, spec, known, required=True)))
 
+    ordered = sorted(tiers, key=lambda t: t.rank)
+    for index, tier in enumerate(ordered):
+        _refuse_shadowed(path, f"tiers.{tier.code}", "tier", tier.conditions, [(t.code, t.conditions) for t in ordered[:index]])
     regrade_window, regrade_rules = _parse_regrade(path, doc.get("regrade"), {t.code for t in tiers})
     lapsed_tier = doc.get("lapsed_tier", NO_TIER)
     if lapsed_tier not in {t.code for t in tiers} | {NO_TIER}:
@@ -514,9 +569,7 @@ def store_policy(cur, policy: Policy, schema: str = "raw", prefix: str = "") -> 
 
 
 def _version_unused(cur, policy: Policy) -> bool:
-    """True until a period graded by this version has been published."""
-    cur.execute(
-        "select not exists (select 1 from published.customer_tiers where policy = %s and policy_version = %s)",
-        (policy.name, policy.version),
-    )
+    """True until this version has graded a period: a list recorded in the history or published
+    (asked through migration ``0451_policy_version_graded``: the loader reads neither)."""
+    cur.execute("select not raw.policy_version_graded(%s, %s)", (policy.name, policy.version))
     return bool(cur.fetchone()[0])

@@ -33,9 +33,9 @@ def dbt_executable() -> str:
     return str(beside) if beside.exists() else shutil.which("dbt") or "dbt"
 
 
-def run_dbt(url: WarehouseUrl, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run one dbt command against the warehouse; output is streamed to the caller's terminal."""
-    cmd = [
+def dbt_command(*args: str) -> list[str]:
+    """One dbt command on this project, with its profile (run it with :func:`dbt_env`)."""
+    return [
         dbt_executable(),
         *args,
         "--project-dir",
@@ -43,4 +43,8 @@ def run_dbt(url: WarehouseUrl, *args: str, check: bool = True) -> subprocess.Com
         "--profiles-dir",
         str(settings.DBT_PROJECT_DIR),
     ]
-    return subprocess.run(cmd, env=dbt_env(url), check=check, text=True)
+
+
+def run_dbt(url: WarehouseUrl, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run one dbt command against the warehouse; output is streamed to the caller's terminal."""
+    return subprocess.run(dbt_command(*args), env=dbt_env(url), check=check, text=True)

@@ -20,8 +20,11 @@ import csv
 import dataclasses
 import hashlib
 import io
+import logging
 import os
+import re
 import secrets
+import socket
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -45,6 +48,8 @@ from tierhouse.privacy.crypto import encrypt, normalise_phone, pseudonymise, rec
 from tierhouse.warehouse.connection import WarehouseUrl, connect, session
 from tierhouse.warehouse.migrate import require_migrated
 
+log = logging.getLogger(__name__)
+
 SHOP_SOURCE = "shop"
 #: A landing copy is written under a hidden name ending in this, never ``*.csv``: a copy cut
 #: short by a kill or a full disk is never picked up as an export.
@@ -59,6 +64,10 @@ class LandingError(IngestError):
 
 class FileChangedError(IngestError):
     """A file's bytes are not the ones landed, or changed while they were loaded."""
+
+
+class DuplicateKeyError(IngestError):
+    """The database refused a key already in the source's table (its unique index)."""
 
 
 class WarehouseLostError(IngestError):
@@ -144,7 +153,7 @@ def load_exports(
 ) -> LoadSummary:
     """Load the exports of ``source`` under ``root``: every ``*.csv`` there, or only the ``landed``
     files (each with the SHA-256 it had when landed). Files already loaded unchanged are skipped."""
-    import psycopg2
+    import psycopg2.errors
 
     files = sorted(landed) if landed is not None else sorted(root.rglob("*.csv"))
     if source.store_column and known_stores is None:
@@ -172,6 +181,14 @@ def load_exports(
                 loaded += 1
                 rows += tally.rows_loaded
                 quarantined += tally.rows_quarantined
+    except psycopg2.errors.UniqueViolation as exc:
+        # only a writer that bypasses the loaders' lock gets here: it committed a key this file
+        # also holds while the file was loading
+        detail = (exc.diag.message_detail or str(exc)).strip().splitlines()[0]
+        raise DuplicateKeyError(
+            f"{source.name}: {name} holds a key another writer committed while it loaded ({detail}); rolled back,"
+            " load it again to quarantine the duplicates"
+        ) from exc
     except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
         # a lost connection fails again on the rollback: the first failure says why
         cause = (
@@ -619,11 +636,12 @@ def land_file(path: Path, landing_dir: Path) -> LandedFile:
     folder, flushed to disk, read back (size and SHA-256), then renamed into place — so the
     landed name only ever holds a complete copy, whatever kills the copy half-way."""
     target = landing_dir / path.name
-    temp = landing_dir / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+    temp = landing_dir / f".{path.name}.{os.getpid()}@{socket.gethostname()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
     try:
         landing_dir.mkdir(parents=True, exist_ok=True)
+        remove_abandoned_partials(landing_dir)
         if target.exists() and target.samefile(path):
-            return LandedFile(target, *_size_and_sha256(target))  # already in the landing area
+            return LandedFile(target, *size_and_sha256(target))  # already in the landing area
         expected_size = path.stat().st_size if path.is_file() else None
         digest, size = hashlib.sha256(), 0
         try:
@@ -636,7 +654,7 @@ def land_file(path: Path, landing_dir: Path) -> LandedFile:
                 os.fsync(copy.fileno())
             if expected_size is not None and size != expected_size:
                 raise LandingError(f"{path.name} changed while it was copied: {expected_size} bytes at the start, {size} copied")
-            if _size_and_sha256(temp) != (size, digest.hexdigest()):
+            if size_and_sha256(temp) != (size, digest.hexdigest()):
                 raise LandingError(f"the copy of {path.name} in {landing_dir} does not read back as written")
             os.replace(temp, target)
         finally:
@@ -648,7 +666,37 @@ def land_file(path: Path, landing_dir: Path) -> LandedFile:
     return LandedFile(target, size, digest.hexdigest())
 
 
-def _size_and_sha256(path: Path) -> tuple[int, str]:
+_PARTIAL_NAME = re.compile(r"\.(?P<pid>\d+)(?:@(?P<host>.+))?-[0-9a-f]{8}" + re.escape(PARTIAL_SUFFIX) + "$")
+
+
+def remove_abandoned_partials(landing_dir: Path) -> list[str]:
+    """Delete the partial copies left in ``landing_dir`` by landings that were killed: those
+    written on this machine by a process that no longer runs. A copy still being written, or one
+    from another machine sharing the folder, is left alone. Returns the names removed."""
+    removed = []
+    for partial in sorted(landing_dir.glob(f".*{PARTIAL_SUFFIX}")):
+        match = _PARTIAL_NAME.search(partial.name)
+        if not match or match["host"] not in (None, socket.gethostname()) or _process_runs(int(match["pid"])):
+            continue
+        with contextlib.suppress(FileNotFoundError):  # another landing removed it first
+            partial.unlink()
+            removed.append(partial.name)
+            log.warning("removed %s: a partial copy left by a landing that was killed", partial.name)
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def size_and_sha256(path: Path) -> tuple[int, str]:
+    """A file's size and SHA-256, read in chunks (any size, bounded memory)."""
     digest, size = hashlib.sha256(), 0
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):

@@ -144,7 +144,20 @@ def publish_initial_list(url: WarehouseUrl, policy: str, period_month: date, air
 def record_restatement(
     cur, published_run_id: str, input_fingerprint: str, snapshot_hash: str, snapshot: list[tuple], airflow_run_id: str | None
 ) -> str:
-    """Different results for a list already recorded: kept for a person to decide on, never applied."""
+    """Different results for a list already recorded: kept whole for a person to decide on
+    (:mod:`tierhouse.lifecycle.restatements`), never applied by itself. The same results again
+    are the candidate already recorded (decided or not): reruns do not pile up candidates."""
+    from psycopg2.extras import execute_values
+
+    cur.execute(
+        "select c.candidate_id from history.restatement_candidates as c"
+        " where c.published_run_id = %s and c.snapshot_hash = %s"
+        " and exists (select 1 from history.restatement_snapshots as s where s.candidate_id = c.candidate_id)",
+        (published_run_id, snapshot_hash),
+    )
+    found = cur.fetchone()
+    if found:
+        return str(found[0])
     cur.execute("select customer_key, tier from history.tier_snapshots where run_id = %s", (published_run_id,))
     published = dict(cur.fetchall())
     changed = sum(1 for row in snapshot if published.get(row[0]) != row[1]) + len(set(published) - {r[0] for r in snapshot})
@@ -153,6 +166,12 @@ def record_restatement(
         "insert into history.restatement_candidates (candidate_id, published_run_id, input_fingerprint, snapshot_hash,"
         " changed_customers, airflow_run_id) values (%s, %s, %s, %s, %s, %s)",
         (candidate_id, published_run_id, input_fingerprint, snapshot_hash, changed, airflow_run_id),
+    )
+    execute_values(
+        cur,
+        f"insert into history.restatement_snapshots (candidate_id, {', '.join(SNAPSHOT_COLUMNS)}) values %s",
+        [(candidate_id, *row) for row in snapshot],
+        page_size=5000,
     )
     return candidate_id
 

@@ -69,6 +69,8 @@ grant usage, select on all sequences in schema raw to loader;
 grant insert, delete on all tables in schema pii to loader;
 grant select (_source_file, _source_line) on pii.crm_members, pii.service_tickets to loader;
 grant select on all tables in schema shop to loader;
+-- whether a policy version already graded a period (it may then not change), and nothing else
+grant execute on function raw.policy_version_graded(text, integer) to loader;
 
 -- transformer (dbt): reads raw, builds in the dbt schemas; nothing in published, history, pii
 grant usage on schema raw to transformer;
@@ -85,6 +87,8 @@ grant select on {policy_tables} to publisher, reviewer;
 grant select on all tables in schema marts to publisher, reviewer;
 grant select, insert on all tables in schema history to publisher, reviewer;
 grant select, insert, update, delete on published.customer_tiers to publisher, reviewer;
+-- accepting or rejecting a restatement is a person's decision (the review login), never a task's
+revoke insert on history.restatement_decisions from publisher;
 
 -- gate: reads every schema it scans, writes nothing
 grant usage on schema raw, {dbt_schemas}, published, history, audit to gate;

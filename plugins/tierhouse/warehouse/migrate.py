@@ -118,6 +118,8 @@ def migrate(url: WarehouseUrl, directory: Path = MIGRATIONS_DIR, passwords: dict
     file has changed since is refused, never run again. Then hand every migrated object to the
     owner role and create or update the job logins, with ``passwords`` (job -> password; by
     default the credential store's, :func:`~tierhouse.warehouse.connection.login_passwords`)."""
+    import psycopg2.errors
+
     known = migrations(directory)
     applied = []
     with session(url) as conn:
@@ -141,7 +143,14 @@ def migrate(url: WarehouseUrl, directory: Path = MIGRATIONS_DIR, passwords: dict
                 cur.execute(f"select 1 from {VERSION_TABLE} where version = %s", (migration.version,))
                 if cur.fetchone():
                     continue
-                cur.execute(migration.sql)
+                try:
+                    cur.execute(migration.sql)
+                except psycopg2.Error as exc:
+                    if not isinstance(exc, psycopg2.errors.RaiseException | psycopg2.IntegrityError):
+                        raise
+                    # a migration that checks the data first says what to fix, in one line
+                    reason = (exc.diag.message_primary or str(exc)).strip().splitlines()[0]
+                    raise MigrationError(f"migration {migration.label} stopped (nothing of it applied): {reason}") from exc
                 cur.execute(
                     f"insert into {VERSION_TABLE} (version, name, checksum) values (%s, %s, %s)",
                     (migration.version, migration.name, migration.checksum),

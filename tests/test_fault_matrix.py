@@ -1,0 +1,154 @@
+"""Fault matrix: the real task functions of the DAGs (tierhouse.orchestration.pipeline) against the
+real PostgreSQL, each run as Airflow runs it (its job's login, from its Airflow connection).
+
+(4) Every task of the ingest DAG run twice leaves every table it writes with the same checksum:
+a retry, or a task cleared and run again, changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from tests.support import query
+from tierhouse import settings
+from tierhouse.devtools.generate import generate
+from tierhouse.ingest.loaders import seed_shop_database
+from tierhouse.ingest.sources import SOURCES
+from tierhouse.settings import PROJECT_ROOT
+from tierhouse.warehouse.connection import LOGINS, WarehouseUrl, login_url
+
+#: Columns that record when or in which batch a row was written, not what it holds
+VOLATILE = {"_loaded_at", "loaded_at", "quarantined_at", "updated_at", "_batch_id", "applied_at"}
+
+
+def table_checksums(url: WarehouseUrl, schemas: tuple[str, ...] = ("raw", "pii", "shop", "tierhouse_meta")) -> dict[str, str]:
+    """Per table, an md5 over its rows in a fixed order, leaving out the volatile columns. The
+    shop extract's manifest row is named after its random batch id, so it counts by content."""
+    tables = query(
+        url,
+        "select n.nspname, c.relname, array_agg(a.attname::text order by a.attnum)"
+        " from pg_class as c join pg_namespace as n on n.oid = c.relnamespace"
+        " join pg_attribute as a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped"
+        " where c.relkind = 'r' and n.nspname = any(%s) and not (a.attname = any(%s))"
+        " group by 1, 2 order by 1, 2",
+        (list(schemas), sorted(VOLATILE)),
+    )
+    sums = {}
+    for schema, table, columns in tables:
+        if (schema, table) == ("raw", "load_manifest"):
+            columns = [c for c in columns if c not in ("file_name", "sha256")]
+        listed = ", ".join(f'"{c}"' for c in columns)
+        ((digest,),) = query(
+            url,
+            f"select md5(coalesce(string_agg(t::text, E'\\n' order by t::text), '')) from (select {listed} from {schema}.{table}) as t",
+        )
+        sums[f"{schema}.{table}"] = digest
+    return sums
+
+
+@pytest.fixture
+def airflow_connections(scratch_db: WarehouseUrl, monkeypatch: pytest.MonkeyPatch) -> WarehouseUrl:
+    """Each job's Airflow connection, as the runner sets them: its own login on the test's warehouse."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{settings.warehouse_conn_id('migrate').upper()}", scratch_db.url())
+    for job in LOGINS:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{settings.warehouse_conn_id(job).upper()}", login_url(scratch_db, job).url())
+    return scratch_db
+
+
+def landing_area(url: WarehouseUrl, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small sample of every source in the landing area, and the shop stand-in filled."""
+    generate(data_dir, 12, 3, 5, date.today())
+    (data_dir / "imports").mkdir()
+    shutil.copy(PROJECT_ROOT / "docs" / "examples" / "orders_import_example.csv", data_dir / "imports")
+    seed_shop_database(url, data_dir / "shop")
+    monkeypatch.setattr(settings, "DATA_DIR", data_dir)
+
+
+def test_every_task_of_the_ingest_dag_run_twice_leaves_identical_table_checksums(
+    airflow_connections: WarehouseUrl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tierhouse.orchestration import pipeline
+
+    url = airflow_connections
+    landing_area(url, tmp_path, monkeypatch)
+    tasks: list[tuple[str, Callable[[], object]]] = [
+        ("migrate_warehouse", pipeline.migrate_warehouse),
+        ("apply_access_controls", pipeline.apply_access_controls),
+        *((f"load_{name}", lambda name=name: pipeline.load_exports(name)) for name in SOURCES),
+        ("extract_shop_orders", pipeline.extract_shop_orders),
+        ("check_raw_quality", pipeline.check_raw_quality),
+    ]
+    for task_id, run in tasks:  # in the DAG's order
+        run()
+        once = table_checksums(url)
+        run()
+        assert table_checksums(url) == once, task_id
+    # and the data did land: the checksums compared tables that hold something
+    rows = query(url, "select source, sum(rows_loaded) from raw.load_manifest group by 1 order by 1")
+    assert {source for source, _ in rows} == {*SOURCES, "shop"} and all(n > 0 for _, n in rows)
+
+
+PUBLISHED = (
+    "select period_month, count(*), md5(string_agg(customer_key || tier || published_at::text, ',' order by customer_key))"
+    " from published.customer_tiers where policy = 'highend_flower' group by 1 order by 1"
+)
+
+
+@pytest.mark.e2e  # two full dbt builds and a killed one: minutes
+def test_dbt_killed_half_way_leaves_the_grades_in_force_and_the_next_run_publishes_once(
+    airflow_connections: WarehouseUrl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(1) A grading run whose dbt build is killed (the worker lost, SIGKILL) publishes nothing:
+    the list in force stays as it was; the retry builds and publishes the month once."""
+    from tierhouse.grading.transform import dbt_command, dbt_env, run_dbt
+    from tierhouse.orchestration import pipeline
+
+    url = airflow_connections
+    landing_area(url, tmp_path, monkeypatch)
+    for task in (pipeline.migrate_warehouse, pipeline.apply_access_controls, pipeline.extract_shop_orders):
+        task()
+    for name in SOURCES:
+        pipeline.load_exports(name)
+    build = ["build", "--exclude", "test_type:unit", "--quiet"]
+    pipeline.load_policies()
+    run_dbt(url, *build)
+    pipeline.apply_access_controls()  # as the DAGs grant what dbt built before publishing
+    assert pipeline.publish_tiers("highend_flower", "2026-09", "september")["status"] == "published"
+    in_force = query(url, PUBLISHED)
+
+    # the October run: dbt is killed once it has rebuilt an intermediate model (seeds and staging
+    # rebuilt, the marts not yet)
+    cmd = dbt_command(*build[:-1])
+    env = {**dbt_env(url), "PYTHONUNBUFFERED": "1"}  # each line as dbt writes it
+    dbt = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, text=True)
+    assert dbt.stdout is not None
+    progress = []
+    for line in dbt.stdout:
+        progress.append(line)
+        if " OK created " in line and " intermediate." in line:
+            break
+    else:
+        pytest.fail("dbt ended before it was killed:\n" + "".join(progress[-20:]))
+    os.killpg(dbt.pid, signal.SIGKILL)
+    assert dbt.wait(timeout=60) == -signal.SIGKILL
+    assert query(url, PUBLISHED) == in_force
+    assert query(url, "select count(*) from history.grading_runs") == [(1,)]
+
+    # the retry: dbt builds again from where the kill left it, then the month is published once
+    run_dbt(url, *build)
+    pipeline.apply_access_controls()
+    assert pipeline.publish_tiers("highend_flower", "2026-10", "october")["status"] == "published"
+    assert pipeline.publish_tiers("highend_flower", "2026-10", "october-again")["status"] == "unchanged"
+    assert query(url, PUBLISHED)[0] == in_force[0]
+    assert query(url, "select period_month, list_kind, airflow_run_id from history.grading_runs order by 1") == [
+        (date(2026, 9, 1), "initial", "september"),
+        (date(2026, 10, 1), "initial", "october"),
+    ]
