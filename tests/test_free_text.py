@@ -21,7 +21,7 @@ from tests.test_cli import assert_one_line_error, tierhouse
 from tierhouse.gates import QualityGateFailed
 from tierhouse.ingest import parsing
 from tierhouse.ingest.sources import ORDER_IMPORT
-from tierhouse.lifecycle import appeals, regrade, review
+from tierhouse.lifecycle import appeals, regrade, restatements, review
 from tierhouse.orchestration import pipeline
 from tierhouse.privacy import access, crypto, deidentification, free_text
 from tierhouse.privacy.free_text import FreeTextRefused
@@ -143,7 +143,7 @@ def test_a_refusal_names_the_field_and_the_kind_never_the_value() -> None:
 WRITTEN = (
     "select (select count(*) from history.reviews) + (select count(*) from history.appeals)"
     " + (select count(*) from history.appeal_answers) + (select count(*) from audit.dsr_requests)"
-    " + (select count(*) from audit.access_log)"
+    " + (select count(*) from audit.access_log) + (select count(*) from history.restatement_decisions)"
 )
 
 
@@ -157,6 +157,9 @@ def as_reviewer(url):
     return login_url(url, "review")
 
 
+#: a well-formed candidate id no list has: the text is refused before the candidate is looked up
+NO_CANDIDATE = "00000000-0000-4000-8000-000000000000"
+
 ENTRIES = {
     "review reason": lambda url: review.add_review(as_reviewer(url), "highend_flower", PERIOD, "M1", "top", "Li Wei", "tel13912345678"),
     "reviewer": lambda url: review.add_review(as_reviewer(url), "highend_flower", PERIOD, "M1", "top", "wang@example.com", "ok"),
@@ -169,6 +172,8 @@ ENTRIES = {
     "dsr requested by": lambda url: dsr_request(url, "consent_withdrawal", "13912345678x", "no more grading"),
     "dsr access reason": lambda url: dsr_request(url, "access", "Chen Jing", "call back on 13912345678"),
     "dsr correction reason": lambda url: dsr_request(url, "correction", "Chen Jing", "ID 11010519491231002X", "name", "王小明"),
+    "restatement reason": lambda url: restatements.decide(as_reviewer(url), NO_CANDIDATE, "rejected", "Li Wei", "tel13912345678"),
+    "restatement decided by": lambda url: restatements.decide(as_reviewer(url), NO_CANDIDATE, "accepted", "a@b.cn", "late order"),
 }  # fmt: skip
 
 
@@ -217,6 +222,10 @@ CLI_ENTRIES = [
      "requested by", "mobile number"),
     (["dsr", "erasure", "--customer", "M1", "--requested-by", "Chen Jing", "--reason", "call １３９１２３４５６７８"],
      "reason", "mobile number"),
+    (["restatements", "reject", "--candidate", NO_CANDIDATE, "--decided-by", "Li Wei", "--reason", "139 1234 5678 called"],
+     "reason", "mobile number"),
+    (["restatements", "accept", "--candidate", NO_CANDIDATE, "--decided-by", "ID11010519491231002X", "--reason", "late"],
+     "decided by", "resident ID number"),
 ]  # fmt: skip
 
 
@@ -304,13 +313,14 @@ def test_the_gate_logs_in_as_its_own_select_only_login(granted) -> None:
 
 
 def test_every_publish_path_runs_the_gate_as_its_own_login_first(granted) -> None:
-    """A leak planted outside pii stops the quarterly re-grade and a corrected appeal answer (each
-    run as its job's login) before they write; review confirmation runs the same gate
+    """A leak planted outside pii stops the quarterly re-grade, a corrected appeal answer and an
+    accepted restatement (each run as its job's login) before they write; review confirmation runs the same gate
     (tests/test_end_to_end.py plants a leak before each on a graded warehouse)."""
     publish, reviewer = login_url(granted, "publish"), login_url(granted, "review")
     paths = {
         "re-grade": lambda: regrade.regrade_quarter(publish, "highend_flower", PERIOD, "leak-run"),
         "appeal answer": lambda: appeals.answer_appeal(reviewer, "no-such-appeal", "Zhao Lei", "matched the order", "top"),
+        "restatement": lambda: restatements.decide(reviewer, NO_CANDIDATE, "accepted", "Li Wei", "late orders checked"),
     }
     query(granted, "create table raw.planted_note as select '客户说请打tel13912345678'::text as note")
     # made after the grants: the gate's login may not read it, which fails the gate; a publisher's

@@ -158,6 +158,7 @@ def test_a_list_under_review_is_restated_only_once_confirmed(scratch_db: Warehou
         candidate_id = publish.record_restatement(
             cur, run_id, "in2", "hash", [("M000001", "top", 1, "rule", None, None, None, None)], None
         )
+    access.apply(scratch_db)  # the decision runs the de-identification gate and the free-text check first
     with pytest.raises(restatements.RestatementError, match="still under review; decide once it is confirmed"):
-        restatements.decide(scratch_db, candidate_id, "accepted", "Li Wei", "late order")
+        restatements.decide(login_url(scratch_db, "review"), candidate_id, "accepted", "Li Wei", "late order")
     assert query(scratch_db, "select count(*) from history.restatement_decisions") == [(0,)]

@@ -21,6 +21,8 @@ from tierhouse.errors import TierhouseError
 from tierhouse.grading.policy import discover
 from tierhouse.lifecycle import publish
 from tierhouse.lifecycle.review import has_review
+from tierhouse.privacy import free_text
+from tierhouse.privacy.deidentification import GateLogins
 from tierhouse.warehouse.connection import WarehouseUrl, connect
 from tierhouse.warehouse.migrate import require_migrated
 
@@ -111,15 +113,22 @@ def format_pending(candidates: list[Candidate]) -> str:
 
 
 def decide(
-    url: WarehouseUrl, candidate_id: str, decision: str, decided_by: str, reason: str, airflow_run_id: str | None = None
-) -> str | None:
+    url: WarehouseUrl, candidate_id: str, decision: str, decided_by: str, reason: str, airflow_run_id: str | None = None,
+    logins: GateLogins | None = None,
+) -> str | None:  # fmt: skip
     """Record a person's decision on a candidate. Accepted: its list is recorded as a
-    ``restatement`` run and published, and that run's id is returned; rejected: nothing changes
-    but the record. A candidate is decided once."""
+    ``restatement`` run and published, once the de-identification gate has passed (run as
+    ``logins``, by default the gate's and the steward's logins beside ``url``), and that run's id is
+    returned; rejected: nothing changes but the record. A candidate is decided once. Who decides
+    and why are staff free text, refused before anything is written when they hold personal data."""
     if decision not in DECISIONS:
         raise RestatementError(f"a decision is one of {list(DECISIONS)}, got {decision!r}")
     if not decided_by.strip() or not reason.strip():
         raise RestatementError("a restatement decision needs who decides (--decided-by) and why (--reason)")
+    logins = logins or GateLogins.beside(url)
+    free_text.check_entry(logins.steward, decided_by=decided_by, reason=reason)
+    if decision == "accepted":
+        publish.require_deidentified(logins, "publishing an accepted restatement")
     try:
         uuid.UUID(candidate_id)
     except ValueError:
