@@ -17,7 +17,7 @@ help:
 	@echo "make demo      warehouse + sample data + real DAG runs + tier summary"
 	@echo "make test      make lint, then the test suite (sets everything up first)"
 	@echo "make lint      ruff, sqlfluff, mypy and the dbt project check (make test runs it first)"
-	@echo "make bench     larger runs with timings (not part of the tests)"
+	@echo "make bench     the benchmark of docs/BENCHMARK.md, 10k customers (SCALE=small: the smoke test's size)"
 	@echo "make lock      re-resolve requirements-dev.lock and requirements.lock from pyproject.toml"
 	@echo "make warehouse / warehouse-stop   start or stop the embedded PostgreSQL"
 
@@ -59,8 +59,11 @@ lint: $(MANIFEST)
 test: lint
 	$(BIN)/pytest
 
+# SCALE=small runs the smoke test's size (a few minutes); CUSTOMERS=N any size. It writes
+# bench/results.json and docs/BENCHMARK.md's generated section.
+SCALE ?= 10k
 bench: $(MANIFEST)
-	$(BIN)/python -m tierhouse.devtools.bench
+	$(BIN)/python -m tierhouse.devtools.bench --scale $(SCALE) $(if $(CUSTOMERS),--customers $(CUSTOMERS))
 
 # Both locks, from pyproject.toml: everything (dev extra included) first, then the runtime lock
 # constrained to the dev lock's pins, so the image runs exactly the versions the tests ran.
