@@ -26,7 +26,7 @@ def test_small_bench_measures_every_step_and_the_three_graders_agree(server_url:
     doc.write_text("# Benchmark\n\nProse above the generated section stays.\n", encoding="utf-8")
     env = {**os.environ, "WAREHOUSE_URL": server_url.url()}
     cmd = [sys.executable, "-m", "tierhouse.devtools.bench", "--scale", "small", "--customers", "80",
-           "--results", str(results), "--doc", str(doc), "--airflow-home", str(tmp_path / "airflow")]  # fmt: skip
+           "--results", str(results), "--doc", str(doc)]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=settings.PROJECT_ROOT)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
 
@@ -49,6 +49,7 @@ def test_small_bench_measures_every_step_and_the_three_graders_agree(server_url:
     assert graded["policies"] == {"highend_flower": "published", "service_levels": "published", "abcd": "published"}
     assert set(run["ratios"]) == set(bench_report.RATIOS)
     assert {"loader", "psql_copy", "file_rows"} <= set(run["copy"]) and run["copy"]["file_rows"] > 0
+    assert run["copy"]["loaded_rows"] == run["copy"]["file_rows"]  # a load, not a quarantine
     assert set(run["dag_parse"]) == {path.name for path in (settings.PROJECT_ROOT / "dags").glob("*.py")}
     assert {"nproc", "ram_gib", "load_average"} <= set(run["machine"])
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from tierhouse import settings
 from tierhouse.devtools import bench_report
 from tierhouse.errors import TierhouseError
-from tierhouse.orchestration.local_airflow import LocalAirflow, ensure_metadata_db
+from tierhouse.orchestration.local_airflow import LocalAirflow
 from tierhouse.privacy.crypto import KEY_ENV, PII_KEY_ENV
 from tierhouse.warehouse.connection import EmbeddedWarehouse, WarehouseUrl, resolve_url, session
 
@@ -172,9 +172,14 @@ def compare(named: dict[str, dict[str, str]]) -> dict:
     return report
 
 
-def copy_comparison(bench: Bench, url: WarehouseUrl, data: Path) -> dict:
-    """The loader against psql ``\\copy`` on the same file: every payments export joined into one."""
+def copy_comparison(bench: Bench, data: Path) -> dict:
+    """The loader against psql ``\\copy`` on the same file: every payments export joined into one,
+    loaded into a database of its own (in the graded one every row would be a duplicate key)."""
     from tierhouse.ingest.sources import PAYMENTS
+    from tierhouse.warehouse.migrate import migrate
+
+    url = bench.database("copy")
+    migrate(url)
 
     exports = sorted((data / PAYMENTS.subdir).glob("*.csv"))
     target = bench.work / "copy" / PAYMENTS.subdir
@@ -202,6 +207,7 @@ def copy_comparison(bench: Bench, url: WarehouseUrl, data: Path) -> dict:
     return {
         "file_rows": rows,
         "file_bytes": joined.stat().st_size,
+        "loaded_rows": loader.result["summary"]["rows_loaded"],
         "loader": {"seconds": loader.seconds, "peak_rss_mb": loader.peak_rss_mb, "rows_per_second": round(rows / loader.seconds)},
         "psql_copy": {"seconds": round(seconds, 3), "peak_rss_mb": round(rss, 1), "rows_per_second": round(rows / seconds)},
     }
@@ -224,10 +230,11 @@ def machine() -> dict:
     }
 
 
-def run(customers: int, months: int, seed: int, work: Path, airflow_home: Path) -> dict:
+def run(customers: int, months: int, seed: int, work: Path) -> dict:
     server = resolve_url()
-    bench = Bench(server, work, airflow_home)
-    ensure_metadata_db(LocalAirflow(server, airflow_home))
+    # The run's own Airflow home (its connections file names the run's databases), so that two
+    # runs never read each other's; the task functions need no metadata database.
+    bench = Bench(server, work, work / "airflow")
     started, load_before = time.perf_counter(), machine()["load_average"]
     steps: dict[str, object] = {}
     try:
@@ -241,7 +248,7 @@ def run(customers: int, months: int, seed: int, work: Path, airflow_home: Path) 
             {"project": project_tiers(url, FULL_PERIOD), **{name: _tiers(path) for name, path in tier_files.items()}}
         )
         steps["grade_next_24"] = bench.step("grade", url, period=NEXT_PERIOD)
-        copies = copy_comparison(bench, url, data)
+        copies = copy_comparison(bench, data)
         parses = parse_times(bench, url)
         url12, _, loading12 = bench.loaded(customers, 12, seed, "h12")
         steps["generate_12"], steps["ingest_12"] = loading12["generate"], loading12["ingest"]
@@ -273,7 +280,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help="JSON merged by size (default bench/results.json)")
     parser.add_argument("--doc", type=Path, default=settings.PROJECT_ROOT / "docs" / "BENCHMARK.md",
                         help="Markdown file whose generated section is rewritten ('-': none)")  # fmt: skip
-    parser.add_argument("--airflow-home", type=Path, default=settings.STATE_DIR / "bench-airflow")
     args = parser.parse_args(argv)
     size = dict(SCALES[args.scale or "10k"])
     if args.customers:
@@ -284,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault(PII_KEY_ENV, secrets.token_hex(32))
     work = Path(tempfile.mkdtemp(prefix="tierhouse-bench-"))
     try:
-        result = run(size["customers"], size["months"], args.seed, work, args.airflow_home)
+        result = run(size["customers"], size["months"], args.seed, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results = json.loads(args.results.read_text()) if args.results.exists() else {"runs": {}}
