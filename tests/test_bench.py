@@ -49,7 +49,8 @@ def test_small_bench_measures_every_step_and_the_three_graders_agree(server_url:
     assert graded["policies"] == {"highend_flower": "published", "service_levels": "published", "abcd": "published"}
     assert set(run["ratios"]) == set(bench_report.RATIOS)
     assert {"loader", "psql_copy", "file_rows"} <= set(run["copy"]) and run["copy"]["file_rows"] > 0
-    assert run["copy"]["loaded_rows"] == run["copy"]["file_rows"]  # a load, not a quarantine
+    # a load, not a quarantine: only the generator's one planted bad payment is refused
+    assert (run["copy"]["loaded_rows"], run["copy"]["quarantined_rows"]) == (run["copy"]["file_rows"] - 1, 1)
     assert set(run["dag_parse"]) == {path.name for path in (settings.PROJECT_ROOT / "dags").glob("*.py")}
     assert {"nproc", "ram_gib", "load_average"} <= set(run["machine"])
 

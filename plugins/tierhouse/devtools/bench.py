@@ -208,6 +208,7 @@ def copy_comparison(bench: Bench, data: Path) -> dict:
         "file_rows": rows,
         "file_bytes": joined.stat().st_size,
         "loaded_rows": loader.result["summary"]["rows_loaded"],
+        "quarantined_rows": loader.result["summary"]["rows_quarantined"],  # the generator's planted bad payment
         "loader": {"seconds": loader.seconds, "peak_rss_mb": loader.peak_rss_mb, "rows_per_second": round(rows / loader.seconds)},
         "psql_copy": {"seconds": round(seconds, 3), "peak_rss_mb": round(rss, 1), "rows_per_second": round(rows / seconds)},
     }
