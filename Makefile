@@ -11,13 +11,13 @@ export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: help venv manifest warehouse warehouse-stop airflow airflow-stop demo test lint bench chaos lock clean browser docs
+.PHONY: help venv manifest warehouse warehouse-stop airflow airflow-stop demo test lint bench bench-smoke chaos lock clean browser docs
 
 help:
 	@echo "make demo      warehouse + sample data + real DAG runs + tier summary"
 	@echo "make test      make lint, then the test suite (sets everything up first)"
 	@echo "make lint      ruff, sqlfluff, mypy and the dbt project check (make test runs it first)"
-	@echo "make bench     larger runs with timings (not part of the tests)"
+	@echo "make bench     the benchmark of docs/BENCHMARK.md, 10k customers (SCALE=small: the smoke test's size)"
 	@echo "make docs      dbt docs and Great Expectations Data Docs of the demo warehouse"
 	@echo "make chaos     random crashes of the embedded server over ingest and a backfill (FAULTS=50; not part of the tests)"
 	@echo "make lock      re-resolve requirements-dev.lock and requirements.lock from pyproject.toml"
@@ -86,8 +86,16 @@ browser:
 docs: $(MANIFEST)
 	$(BIN)/tierhouse docs
 
+
+# SCALE=small runs the smoke test's size (a few minutes); CUSTOMERS=N any size. It writes
+# bench/results.json and docs/BENCHMARK.md's generated section.
+SCALE ?= 10k
 bench: $(MANIFEST)
-	$(BIN)/python -m tierhouse.devtools.bench
+	$(BIN)/python -m tierhouse.devtools.bench --scale $(SCALE) $(if $(CUSTOMERS),--customers $(CUSTOMERS))
+
+# The benchmark's smoke run at a tiny size (tests/test_bench.py): minutes, so not in `make test`.
+bench-smoke: $(MANIFEST)
+	$(BIN)/pytest -m bench tests/test_bench.py
 
 FAULTS ?= 50
 chaos: $(MANIFEST)

@@ -317,7 +317,9 @@ class _Generator:
                 "channel": rng.choice(ONLINE_CHANNELS),
                 "status": status,
                 "ordered_at": _ts(sold_at),
-                "updated_at": _ts(min(updated_at, self.last_moment)),
+                # clamped to the end of the data, but never before the order: a sale after the
+                # last day's 20:00 keeps its own time (the raw gate checks updated_at >= ordered_at)
+                "updated_at": _ts(max(sold_at, min(updated_at, self.last_moment))),
             }
         )
         self.online_lines.extend({"order_id": order_id, **line} for line in lines)
