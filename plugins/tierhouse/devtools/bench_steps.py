@@ -56,7 +56,7 @@ def grade(args: dict) -> dict:
     publish fails is reported with its one-line reason; the others still run, as in the DAG."""
     from tierhouse.grading.transform import run_dbt
     from tierhouse.orchestration import pipeline
-    from tierhouse.orchestration.defaults import GRADED_POLICIES
+    from tierhouse.orchestration.config import load_config
     from tierhouse.warehouse.connection import resolve_url
 
     period = args["period"]
@@ -72,7 +72,7 @@ def grade(args: dict) -> dict:
         _clock(timings, "deidentification_gate", pipeline.check_deidentification)
     except TierhouseError as exc:
         return {"timings": timings, "error": f"de-identification gate: {exc}", "policies": outcomes}
-    for policy in GRADED_POLICIES:
+    for policy in load_config().policies:
         if not pipeline.lists_month(policy, period):
             outcomes[policy] = "no list this month"
             continue
