@@ -11,6 +11,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, chain, dag, task
 
 from tierhouse.orchestration import pipeline
 from tierhouse.orchestration.assets import PUBLISHED_TIERS
+from tierhouse.orchestration.config import load_config
 from tierhouse.orchestration.defaults import DAG_SETTINGS, REGRADED_POLICIES
 from tierhouse.orchestration.tasks import interval_start, migrate_warehouse, summarise_tiers
 from tierhouse.periods import TIMEZONE
@@ -18,6 +19,8 @@ from tierhouse.periods import TIMEZONE
 # The base list is confirmed 5 working days after the month's initial list; Golden Week can
 # stretch that to two weeks, so the sensor waits up to three.
 BASE_LIST_WAIT = timedelta(days=21)
+# a policy with re-grade rules that the deployment does not grade (tierhouse.yml) has no branch
+REGRADED = [policy for policy in REGRADED_POLICIES if policy in load_config().policies]
 
 
 @dag(
@@ -50,7 +53,7 @@ def tierhouse_quarterly():
 
     period = resolve_quarter()
     chain(migrate_warehouse(), period)
-    for policy in REGRADED_POLICIES:
+    for policy in REGRADED:
         chain(
             period,
             await_base_list.override(task_id=f"await_base_{policy}")(policy, period),

@@ -189,6 +189,8 @@ def test_the_dags_follow_the_deployment_configuration(tmp_path: Path, monkeypatc
         dag = report["dags"][dag_id]
         assert dag["params"]["policies"] == ["abcd"]
         assert sorted(t for t in dag["tasks"] if t.startswith("audit_") and t != "audit_deidentification") == ["audit_abcd"]
+    # highend_flower alone has re-grade rules, and this deployment does not grade it
+    assert [t for t in report["dags"]["tierhouse_quarterly"]["tasks"] if t.startswith("regrade_")] == []
 
 
 #: A run asked for at 14:00 China time on 29 November 2026 (06:00 UTC): it stands for that day.
