@@ -37,7 +37,7 @@ from tierhouse.orchestration.assets import RAW_SALES
 #: Pipeline functions that only compute from their arguments (and the policy files): run for real.
 COMPUTING = {"resolve_period", "quarter_to_regrade", "grading_months", "policy_selected", "lists_month"}
 #: What a manual run of a DAG whose params have no usable default must be given.
-MANUAL_CONF = {"tierhouse_dsr": {"kind": "access", "customer": "M000001", "requested_by": "test", "reason": "test"}}
+MANUAL_CONF = {"tierhouse_dsr": {"request_id": "00000000-0000-4000-8000-000000000001"}}  # a recorded request's id
 
 
 def record_pipeline_calls(calls: list[list]) -> None:
