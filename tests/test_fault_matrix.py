@@ -1,8 +1,10 @@
 """Fault matrix: the real task functions of the DAGs (tierhouse.orchestration.pipeline) against the
 real PostgreSQL, each run as Airflow runs it (its job's login, from its Airflow connection).
 
-(4) Every task of the ingest DAG run twice leaves every table it writes with the same checksum:
-a retry, or a task cleared and run again, changes nothing.
+(1) dbt killed half-way leaves the list in force; (3) the schedule and a backfill grading the same
+month at once, two processes: dbt builds take turns, the month is published once; (4) every task of
+the ingest DAG run twice leaves every table it writes with the same checksum: a retry, or a task
+cleared and run again, changes nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import subprocess
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 
@@ -152,3 +155,75 @@ def test_dbt_killed_half_way_leaves_the_grades_in_force_and_the_next_run_publish
         (date(2026, 9, 1), "initial", "september"),
         (date(2026, 10, 1), "initial", "october"),
     ]
+
+
+#: One grading run of a month in its own process, as its DAG's tasks run it: the policy files, a
+#: dbt build, the grants, then the scheduled run's audit and publish of the month, or the
+#: backfill's walk over it. Prints the publish outcomes as its last line.
+GRADING_RUN = """
+import json, logging, sys
+logging.basicConfig(level=logging.INFO)
+from tierhouse.grading.transform import run_dbt
+from tierhouse.orchestration import pipeline
+from tierhouse.errors import TierhouseError
+role, policy, period = sys.argv[1:4]
+try:
+    pipeline.load_policies()
+    run_dbt(pipeline.warehouse_url("dbt"), "build", "--exclude", "test_type:unit", "--quiet")
+    pipeline.apply_access_controls()
+    if role == "schedule":
+        pipeline.audit_tiers(policy, period)
+        outcomes = [pipeline.publish_tiers(policy, period, "scheduled__" + period)]
+    else:
+        outcomes = pipeline.backfill(policy, [period], "backfill__" + period)
+except TierhouseError as error:
+    print(f"tierhouse: {error}")
+    sys.exit(2)
+print(json.dumps([o["status"] for o in outcomes]))
+"""
+
+
+@pytest.mark.e2e  # two dbt builds, one after the other: about two minutes
+def test_the_schedule_and_a_backfill_grading_the_same_month_at_once_publish_it_once(
+    airflow_connections: WarehouseUrl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(3) The month-end run and a backfill of the same month, two real processes started
+    together, each building dbt and publishing: one waits for the other (or fails with one line
+    naming the policy and month); the month is recorded and published once, never interleaved."""
+    import json
+    import sys
+
+    from tierhouse.lifecycle.publish import SNAPSHOT_COLUMNS, digest
+    from tierhouse.orchestration import pipeline
+
+    url = airflow_connections
+    landing_area(url, tmp_path, monkeypatch)
+    for task in (pipeline.migrate_warehouse, pipeline.apply_access_controls, pipeline.extract_shop_orders):
+        task()
+    for name in SOURCES:
+        pipeline.load_exports(name)
+    command = [sys.executable, "-c", GRADING_RUN]
+    runs = [
+        subprocess.Popen([*command, role, "highend_flower", "2026-10"], cwd=PROJECT_ROOT, stdout=PIPE, stderr=PIPE, text=True)
+        for role in ("schedule", "backfill")
+    ]
+    results = [run.communicate(timeout=900) + (run.returncode,) for run in runs]
+    for out, err, code in results:
+        assert code == 0, out[-2000:] + err[-2000:]
+    # the second dbt build waited for the first instead of failing on its half-built relations
+    assert sum("another dbt build" in out + err for out, err, _ in results) == 1
+    # the month was published once: one run recorded it, the other found the same list
+    statuses = sorted(json.loads(out.strip().splitlines()[-1])[0] for out, _, _ in results)
+    assert statuses == ["published", "unchanged"]
+    ((run_id, snapshot_hash, row_count),) = query(
+        url,
+        "select run_id::text, snapshot_hash, row_count from history.grading_runs"
+        " where policy = 'highend_flower' and period_month = '2026-10-01'",
+    )
+    assert query(url, "select count(*) from history.restatement_candidates") == [(0,)]
+    published = query(
+        url,
+        f"select {', '.join(SNAPSHOT_COLUMNS)} from published.customer_tiers"
+        " where policy = 'highend_flower' and period_month = '2026-10-01' order by customer_key",
+    )
+    assert len(published) == row_count > 0 and digest(published) == snapshot_hash, run_id
