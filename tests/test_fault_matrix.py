@@ -76,6 +76,17 @@ def landing_area(url: WarehouseUrl, data_dir: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(settings, "DATA_DIR", data_dir)
 
 
+def ingested(url: WarehouseUrl, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The landing area loaded by the ingest DAG's tasks, once each."""
+    from tierhouse.orchestration import pipeline
+
+    landing_area(url, data_dir, monkeypatch)
+    for task in (pipeline.migrate_warehouse, pipeline.apply_access_controls, pipeline.extract_shop_orders):
+        task()
+    for name in SOURCES:
+        pipeline.load_exports(name)
+
+
 def test_every_task_of_the_ingest_dag_run_twice_leaves_identical_table_checksums(
     airflow_connections: WarehouseUrl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -116,11 +127,7 @@ def test_dbt_killed_half_way_leaves_the_grades_in_force_and_the_next_run_publish
     from tierhouse.orchestration import pipeline
 
     url = airflow_connections
-    landing_area(url, tmp_path, monkeypatch)
-    for task in (pipeline.migrate_warehouse, pipeline.apply_access_controls, pipeline.extract_shop_orders):
-        task()
-    for name in SOURCES:
-        pipeline.load_exports(name)
+    ingested(url, tmp_path, monkeypatch)
     build = ["build", "--exclude", "test_type:unit", "--quiet"]
     pipeline.load_policies()
     run_dbt(url, *build)
@@ -195,14 +202,9 @@ def test_the_schedule_and_a_backfill_grading_the_same_month_at_once_publish_it_o
     import sys
 
     from tierhouse.lifecycle.publish import SNAPSHOT_COLUMNS, digest
-    from tierhouse.orchestration import pipeline
 
     url = airflow_connections
-    landing_area(url, tmp_path, monkeypatch)
-    for task in (pipeline.migrate_warehouse, pipeline.apply_access_controls, pipeline.extract_shop_orders):
-        task()
-    for name in SOURCES:
-        pipeline.load_exports(name)
+    ingested(url, tmp_path, monkeypatch)
     command = [sys.executable, "-c", GRADING_RUN]
     runs = [
         subprocess.Popen([*command, role, "highend_flower", "2026-10"], cwd=PROJECT_ROOT, stdout=PIPE, stderr=PIPE, text=True)
@@ -271,11 +273,7 @@ def test_every_task_of_the_grading_review_quarterly_backfill_and_appeals_dags_ru
     from tierhouse.periods import CHINA
 
     url = airflow_connections
-    landing_area(url, tmp_path, monkeypatch)
-    for task in (pipeline.migrate_warehouse, pipeline.apply_access_controls, pipeline.extract_shop_orders):
-        task()
-    for name in SOURCES:
-        pipeline.load_exports(name)
+    ingested(url, tmp_path, monkeypatch)
     run_twice(url, "load_policies", pipeline.load_policies)
     run_dbt(url, "build", "--exclude", "test_type:unit", "--quiet")
     run_twice(url, "apply_access_controls", pipeline.apply_access_controls)
