@@ -81,6 +81,9 @@ def parse_file(path: Path) -> dict[str, Any]:
                         # Cosmos's dbt operators add an Asset per model at run time when this is set
                         "emit_datasets": getattr(task, "emit_datasets", None),
                         "upstream": sorted(task.upstream_task_ids),
+                        "hooks": [
+                            getattr(getattr(task, f"_{when}_execute_hook", None), "__name__", None) for when in ("pre", "post")
+                        ],
                     }
                     for task in dag.tasks
                 },

@@ -145,6 +145,17 @@ def test_dbt_tasks_emit_no_assets_of_their_own(dag_report: dict) -> None:
             assert task["emit_datasets"] is False, f"{dag_id}.{task_id}"
 
 
+def test_every_dbt_task_holds_the_warehouse_wide_build_lock(dag_report: dict) -> None:
+    """The month-end run and a backfill are two DAGs, each with its dbt tasks: every dbt task
+    takes the build lock first (tierhouse.grading.transform.DBT_BUILD_LOCK), so two never rebuild
+    one relation at once (tests/test_fault_matrix.py runs two builds together)."""
+    dbt_tasks = [
+        task for dag in dag_report["dags"].values() for task_id, task in dag["tasks"].items() if task_id.startswith("dbt_build.")
+    ]
+    assert dbt_tasks
+    assert all(task["hooks"] == ["take_dbt_build_lock", "release_dbt_build_lock"] for task in dbt_tasks)
+
+
 @pytest.mark.parametrize(("dag_id", "gate"), [("tierhouse_grading", "lists_{}"), ("tierhouse_backfill", "selected_{}")])
 def test_a_run_can_be_limited_to_named_policies(dag_report: dict, dag_id: str, gate: str) -> None:
     """The `policies` param defaults to every graded policy (tierhouse.yml); each policy's audit runs only after

@@ -10,8 +10,28 @@ from cosmos.profiles.postgres.user_pass import PostgresUserPasswordProfileMappin
 
 from tierhouse import settings
 from tierhouse.errors import TierhouseError
-from tierhouse.grading.transform import dbt_executable
+from tierhouse.grading.transform import acquire_dbt_build_lock, dbt_executable
 from tierhouse.privacy import access
+
+#: The build lock's connection while this task process runs its dbt model
+_held_lock: list = []
+
+
+def take_dbt_build_lock(context: Any) -> None:
+    """Before each dbt task: the warehouse-wide build lock (tierhouse.grading.transform), so a
+    model task of one DAG run and one of another (the month-end run and a backfill) never rebuild
+    the same relation at once. Released after the task, or when its process ends, failed or killed."""
+    from tierhouse.orchestration.pipeline import warehouse_url
+
+    # `airflow dags test` runs every task in one process and skips post_execute when a task
+    # fails: a lock left by an earlier task would make this one wait for itself
+    release_dbt_build_lock(context)
+    _held_lock.append(acquire_dbt_build_lock(warehouse_url("dbt")))
+
+
+def release_dbt_build_lock(context: Any, result: Any = None) -> None:
+    while _held_lock:
+        _held_lock.pop().close()
 
 
 class WarehouseProfileMapping(PostgresUserPasswordProfileMapping):
@@ -59,6 +79,6 @@ def dbt_build_group(group_id: str = "dbt_build", **kwargs: Any) -> DbtTaskGroup:
         # project declares its own stable Assets (tierhouse.orchestration.assets) instead. The
         # switch lives in RenderConfig: Cosmos copies it over any `emit_datasets` in operator_args.
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD, emit_datasets=False),
-        operator_args={"install_deps": False},
+        operator_args={"install_deps": False, "pre_execute": take_dbt_build_lock, "post_execute": release_dbt_build_lock},
         **kwargs,
     )
