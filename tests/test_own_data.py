@@ -119,8 +119,12 @@ def expected_tiers(crm: pd.DataFrame, lines: pd.DataFrame) -> dict[str, str]:
     net value is the sum of its lines (refunds included), dated by its sale; spend sums net values,
     order_count counts orders with a positive net value, active_months the months with one;
     tenure_months runs from registration or first purchase, whichever was earlier;
-    repurchase_rate = active months / the window's months since the relationship began (capped at 1)."""
+    repurchase_rate = active months / the window's months since the relationship began (capped at 1).
+    Consent in time: only orders on or after the customer's grading consent (the CRM version that
+    gave it, here its only one) count, in every indicator."""
     orders = lines.groupby(["member_id", "order_id"]).agg(net=("amount", "sum"), at=("ordered_at", "min")).reset_index()
+    consent_at = crm.set_index("member_id")["updated_at"]
+    orders = orders[orders["at"] >= orders["member_id"].map(consent_at)]
     in_window = orders[(orders["at"].dt.date >= WINDOW_START) & (orders["at"].dt.date <= PERIOD_END)]
     tiers = {}
     for member in crm.loc[crm["grading_consent"], "member_id"]:
