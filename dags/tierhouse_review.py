@@ -1,6 +1,8 @@
 """Airflow DAG: every working morning, confirm the initial grading lists whose 5-working-day
 review window (Art. 8, mainland-China calendar) has closed, applying the reviewers' changes,
-and publish the confirmed lists BI tools read."""
+and publish the confirmed lists BI tools read. A list whose policy requires approval (P2) is never
+confirmed here: ``check_approvals`` fails, and so alerts, while one is past its window without an
+approval (``tierhouse approve --list`` shows which)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,11 @@ def tierhouse_review():
     def confirm_due_lists(**context) -> list[dict]:
         return pipeline.confirm_due_lists(run_day(context), context["run_id"])
 
-    chain(migrate_warehouse(), confirm_due_lists())
+    @task
+    def check_approvals(**context) -> dict[str, int]:
+        return pipeline.check_approvals(run_day(context))
+
+    chain(migrate_warehouse(), confirm_due_lists(), check_approvals())
 
 
 tierhouse_review()

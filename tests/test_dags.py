@@ -251,5 +251,6 @@ def test_a_run_without_a_logical_date_stands_for_the_day_it_was_asked_for(no_log
         assert [args[:2] for args in calls(key, "publish_tiers")] == [["highend_flower", "2026-10"]]
         assert runs[key]["tasks"]["publish_abcd"] == {"skipped": True}
     assert calls("tierhouse_review:manual", "confirm_due_lists")[0][0] == "2026-11-29"
+    assert calls("tierhouse_review:manual", "check_approvals") == [["2026-11-29"]]
     assert calls("tierhouse_appeals:manual", "check_appeal_deadlines") == [["2026-11-29"]]
     assert runs["tierhouse_quarterly:manual"]["tasks"]["resolve_quarter"]["result"] == "2026-09"

@@ -11,7 +11,7 @@ from decimal import Decimal
 import psycopg2
 import pytest
 
-from tests.support import GradedWarehouse, query
+from tests.support import GradedWarehouse, as_login, query
 from tierhouse import settings
 from tierhouse.gates import QualityGateFailed
 from tierhouse.grading import policy, quality
@@ -349,12 +349,19 @@ def test_reviews_change_grades_only_through_the_confirmed_list(graded_warehouse:
         "select tier, list_kind from published.customer_tiers where policy = %s and customer_key = %s and period_month = %s",
         (P1, customer, period),
     ) == [("none", "initial")]
+    bi_sql = "select count(*) from published.current_customer_tiers where policy = %s and period_month = %s"
+    # under review, the list is the reviewers' only: the real BI login sees none of it (Art. 8)
+    with as_login(url, "bi") as conn, conn.cursor() as cur:
+        cur.execute(bi_sql.replace("current_customer_tiers", "customer_tiers"), (P1, period))
+        assert cur.fetchone() == (0,)
 
     # a leak planted after grading blocks the confirmation: nothing is published
     assert_gate_refuses(url, lambda: review.confirm_due_lists(url, deadline + timedelta(days=1), "leak-run"))
     assert query(url, "select count(*) from history.grading_runs where list_kind = 'confirmed'") == [(0,)]
     outcomes = review.confirm_due_lists(url, deadline + timedelta(days=1), "review-run")
-    assert len(outcomes) == 2  # highend_flower and service_levels have a review step; abcd has none
+    # highend_flower: service_levels has a review step too but requires approval, never confirmed
+    # by time-out (tests/test_lists_in_force.py); abcd has no review step
+    assert [outcome.status for outcome in outcomes] == ["confirmed"]
     confirmed = dict(
         query(
             url,
@@ -363,6 +370,9 @@ def test_reviews_change_grades_only_through_the_confirmed_list(graded_warehouse:
         )
     )
     assert confirmed == {**initial, customer: "potential"}
+    with as_login(url, "bi") as conn, conn.cursor() as cur:
+        cur.execute(bi_sql, (P1, period))
+        assert cur.fetchone() == (len(confirmed),)
     ((decided_by,),) = query(
         url,
         "select decided_by from published.customer_tiers where policy = %s and customer_key = %s and period_month = %s",

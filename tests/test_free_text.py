@@ -144,6 +144,7 @@ WRITTEN = (
     "select (select count(*) from history.reviews) + (select count(*) from history.appeals)"
     " + (select count(*) from history.appeal_answers) + (select count(*) from audit.dsr_requests)"
     " + (select count(*) from audit.access_log) + (select count(*) from history.restatement_decisions)"
+    " + (select count(*) from history.approvals)"
 )
 
 
@@ -174,6 +175,8 @@ ENTRIES = {
     "dsr correction reason": lambda url: dsr_request(url, "correction", "Chen Jing", "ID 11010519491231002X", "name", "王小明"),
     "restatement reason": lambda url: restatements.decide(as_reviewer(url), NO_CANDIDATE, "rejected", "Li Wei", "tel13912345678"),
     "restatement decided by": lambda url: restatements.decide(as_reviewer(url), NO_CANDIDATE, "accepted", "a@b.cn", "late order"),
+    "approval comment": lambda url: review.approve(as_reviewer(url), "service_levels", PERIOD, "Zhou Min", "tel13912345678"),
+    "approver": lambda url: review.approve(as_reviewer(url), "service_levels", PERIOD, "zhou@example.com", "approved"),
 }  # fmt: skip
 
 

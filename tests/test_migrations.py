@@ -38,7 +38,7 @@ RELATIONS = {
     "pii": {source.table for source in SOURCES.values() if source.restricted_columns},
     "shop": {"orders", "order_lines"},
     "history": {
-        "grading_runs", "tier_snapshots", "restatement_candidates", "restatement_snapshots", "restatement_decisions", "reviews", "tier_changes", "appeals", "appeal_answers",
+        "grading_runs", "tier_snapshots", "restatement_candidates", "restatement_snapshots", "restatement_decisions", "reviews", "tier_changes", "appeals", "appeal_answers", "approvals",
         "appeal_status",
     },
     "audit": {

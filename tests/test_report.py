@@ -74,6 +74,8 @@ def listed(server_url: WarehouseUrl, tmp_path_factory: pytest.TempPathFactory) -
         )[0]  # fmt: skip
         review.add_review(reviewer, "highend_flower", PERIOD, customer, "potential", "Test Reviewer", "store manager's word")
         review.confirm_due_lists(reviewer, date(2027, 1, 31))  # every window has closed by then
+        for month in (date(2026, 6, 1), PERIOD):  # P2's lists take effect once approved, never by time-out
+            review.approve(reviewer, "service_levels", month, "Test Approver", "levels checked")
         appeals.file_appeal(reviewer, "highend_flower", PERIOD, customer, "re-check my grade", "Test Desk")
         yield url
     finally:
@@ -123,8 +125,8 @@ def test_the_report_says_what_published_and_history_hold(listed: WarehouseUrl) -
     }  # fmt: skip
     kinds = sorted((policy_, kind) for policy_, _, kind, *_ in made.runs)
     assert kinds == [("abcd", "initial"), ("highend_flower", "confirmed"), ("highend_flower", "initial"),
-                     ("service_levels", "confirmed"), ("service_levels", "initial")]  # fmt: skip
-    # P1 and P2 have review windows, P3 has none; every list was confirmed by the review job
+                     ("service_levels", "approved"), ("service_levels", "initial")]  # fmt: skip
+    # P1 and P2 have review windows, P3 has none; every list was confirmed by the review job or approved
     assert {(r.policy, f"{r.period_month:%Y-%m}") for r in made.reviews} == {
         ("highend_flower", "2026-08"), ("highend_flower", "2026-09"), ("service_levels", "2026-06"), ("service_levels", "2026-09")
     }  # fmt: skip

@@ -246,6 +246,26 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    from tierhouse.lifecycle.review import approval_states, approve
+
+    if args.list:
+        states = approval_states(_url("review"))
+        for state in states:
+            approved = f" by {state.approver} on {state.approved_at:%Y-%m-%d}" if state.approver else ""
+            print(f"{state.policy} {state.period_month:%Y-%m}  window closes {state.deadline}  {state.status}{approved}")
+        if not states:
+            print("no lists that require approval")
+        return 1 if any(state.status == "overdue" for state in states) else 0
+    missing = [name for name in ("policy", "period", "approver", "comment") if not getattr(args, name)]
+    if missing:
+        raise UsageError(f"approve needs --{' --'.join(missing)}")
+    _local_keys()  # the approver and comment are checked for customer names, and the gate runs before publishing
+    outcome = approve(_url("review"), args.policy, parse_period(args.period), args.approver, args.comment)
+    print(f"approved: list {outcome.run_id} published ({outcome.rows} customers, hash {outcome.snapshot_hash[:12]})")
+    return 0
+
+
 def cmd_appeal(args: argparse.Namespace) -> int:
     from tierhouse.lifecycle import appeals
 
@@ -456,6 +476,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="mandatory: why the grade changes")
     p.add_argument("--today", help="YYYY-MM-DD (confirm): the day to confirm as of")
     p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("approve", help="P2 approval: record an approver's approval of a list, or --list the lists awaiting one")
+    p.add_argument("--policy")
+    p.add_argument("--period", help="YYYY-MM")
+    p.add_argument("--approver")
+    p.add_argument("--comment", help="mandatory: the approver's comment (no personal data)")
+    p.add_argument(
+        "--list", action="store_true", help="every list that requires approval, with its status (exit 1 when one is overdue)"
+    )
+    p.set_defaults(func=cmd_approve)
 
     p = sub.add_parser("appeal", help="Art. 9 appeals: record a re-check request, answer it, list open and overdue ones")
     p.add_argument("action", choices=["file", "answer", "list"])

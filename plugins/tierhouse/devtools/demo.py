@@ -1,6 +1,6 @@
 """The demo scenario behind `make demo`: a migrated warehouse, sample data, the real DAGs
-(ingest, a backfill of July to October 2026, review, the quarterly re-grade, appeals), one review
-and one appeal, then the tier summaries, every recorded list, what each role sees, one
+(ingest, a backfill of July to October 2026, review, the quarterly re-grade, appeals), one review,
+one approval (P2) and one appeal, then the tier summaries, every recorded list, what each role sees, one
 customer's history and the grading report (HTML). Every step is idempotent in the product's own
 terms, so a second demo in the same checkout succeeds and prints the same lists."""
 
@@ -58,7 +58,7 @@ def run_demo(url: WarehouseUrl, customers: int, months: int, seed: int, verbose:
     from tierhouse.lifecycle.appeals import answer_appeal, appeal_states, file_appeal
     from tierhouse.lifecycle.history import customer_history, format_history, format_lists
     from tierhouse.lifecycle.report import collect, default_path, write_report
-    from tierhouse.lifecycle.review import add_review, review_window
+    from tierhouse.lifecycle.review import add_review, approval_states, approve, review_window
     from tierhouse.orchestration.local_airflow import LocalAirflow, dags_test
     from tierhouse.privacy.access import format_role_check
 
@@ -127,8 +127,21 @@ def run_demo(url: WarehouseUrl, customers: int, months: int, seed: int, verbose:
             "wedding season pipeline confirmed by the store manager",
         )
         print(f"\n[demo] review: {reviewed} none -> potential on the {DEMO_PERIOD} initial list (Art. 8)")
+    # P2 (seed 001, "评估结果经相关部门审核确认后"): the quarter-end list of service_levels takes
+    # effect only once an approver approves it, never by time-out; recorded once, like the review.
+    p2, quarter_end = "service_levels", parse_period(DEMO_QUARTER_END)
+    state = next(s for s in approval_states(review_url) if (s.policy, s.period_month) == (p2, quarter_end))
+    if state.approver:
+        print(
+            f"[demo] approval: {p2} {DEMO_QUARTER_END} list approved before by {state.approver} on {state.approved_at:%Y-%m-%d}"
+        )
+    else:
+        print(f"[demo] approval: {p2} {DEMO_QUARTER_END} list {state.status}, not in force (window closes {state.deadline})")
+        approve(review_url, p2, quarter_end, "Demo Service Director", "levels checked against the key-account plan")
+        print(f"[demo] approval: {p2} {DEMO_QUARTER_END} list approved by Demo Service Director; now in force")
     # The review window is 5 mainland-China working days from the initial list; the review DAG is
-    # run as of the day after it closes, which confirms every list published above.
+    # run as of the day after it closes, which confirms every list published above that needs no
+    # approval (and fails while an approval is overdue).
     _, deadline = review_window(review_url, p1, october)
     if not run("tierhouse_review", (deadline + timedelta(days=1)).isoformat()):
         return 1

@@ -21,6 +21,7 @@ from decimal import Decimal
 from tierhouse import settings
 from tierhouse.errors import TierhouseError
 from tierhouse.gates import CheckpointOutcome
+from tierhouse.grading.policy import Policy, discover
 from tierhouse.privacy.deidentification import GateLogins
 from tierhouse.warehouse.connection import WarehouseUrl, connect
 from tierhouse.warehouse.migrate import require_migrated
@@ -215,16 +216,35 @@ def require_deidentified(logins: GateLogins, before: str) -> CheckpointOutcome:
     return deidentification.gate(logins.gate, names)
 
 
+def initial_list_awaits_staff(graded_policy: Policy) -> bool:
+    """Whether the policy's initial list must first be reviewed (P1 Art. 8) or approved (P2) before
+    it is in force; a policy with neither (P3) acts on its initial list."""
+    calendar = graded_policy.calendar
+    return "review_working_days" in calendar or bool(calendar.get("approval_required"))
+
+
+def list_in_force(policy: str, version: int, list_kind: str) -> bool:
+    """Whether a list of this kind is in force, what BI may read (``published.customer_tiers.in_force``)."""
+    if list_kind != "initial":
+        return True
+    files = [p for p in discover() if p.name == policy and p.version == version]
+    if not files:
+        raise PublishError(f"no policy file for {policy} v{version}: cannot tell whether its initial list is in force")
+    return not initial_list_awaits_staff(files[0])
+
+
 def publish_run(cur, run_id: str) -> None:
-    """Make a recorded run the published list of its policy and period (inside the caller's transaction)."""
-    cur.execute("select policy, period_month from history.grading_runs where run_id = %s", (run_id,))
-    policy, period_month = cur.fetchone()
+    """Make a recorded run the published list of its policy and period (inside the caller's
+    transaction); BI reads it only if it is in force (migration 0500's row-level policy)."""
+    cur.execute("select policy, policy_version, period_month, list_kind from history.grading_runs where run_id = %s", (run_id,))
+    policy, version, period_month, list_kind = cur.fetchone()
     cur.execute("delete from published.customer_tiers where policy = %s and period_month = %s", (policy, period_month))
     cur.execute(
         f"""
         insert into published.customer_tiers
-            (policy, policy_version, period_month, list_kind, tier_label, {", ".join(SNAPSHOT_COLUMNS)}, airflow_run_id)
-        select r.policy, r.policy_version, r.period_month, r.list_kind, t.tier_label,
+            (policy, policy_version, period_month, list_kind, in_force, tier_label, {", ".join(SNAPSHOT_COLUMNS)},
+             airflow_run_id)
+        select r.policy, r.policy_version, r.period_month, r.list_kind, %(in_force)s, t.tier_label,
                {", ".join(_published_decided_by() if c == "decided_by" else "s." + c for c in SNAPSHOT_COLUMNS)},
                r.airflow_run_id
         from history.tier_snapshots as s
@@ -233,7 +253,11 @@ def publish_run(cur, run_id: str) -> None:
             on t.policy = r.policy and t.policy_version = r.policy_version and t.tier = s.tier
         where s.run_id = %(run_id)s
         """,
-        {"run_id": run_id, **{code: prefix + "%" for code, prefix in STAFF_DECISIONS.items()}},
+        {
+            "run_id": run_id,
+            "in_force": list_in_force(policy, version, list_kind),
+            **{code: prefix + "%" for code, prefix in STAFF_DECISIONS.items()},
+        },
     )
 
 

@@ -151,7 +151,7 @@ def _existing_base(cur, quarterly_run_id) -> tuple[str, str]:
         select b.run_id, b.list_kind from history.grading_runs as q
         join history.grading_runs as b
             on b.policy = q.policy and b.period_month = q.period_month and b.created_at < q.created_at
-            and b.list_kind in ('initial', 'confirmed', 'appeal', 'restatement')
+            and b.list_kind in ('initial', 'confirmed', 'approved', 'appeal', 'restatement')
         where q.run_id = %s
         order by b.created_at desc limit 1
         """,

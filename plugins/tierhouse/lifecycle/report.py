@@ -187,14 +187,15 @@ def _policy_report(cur, policy: Policy, period_month: date) -> PolicyReport:
 
 
 def _review_slas(cur, files: list[Policy], names: list[str], period_month: date) -> list[ReviewSla]:
-    """Each reviewed list's window (Art. 8): confirmed on time (by the first working day after
-    the window closes, when the review job confirms it), late, still in review, or overdue."""
+    """Each reviewed list's window (Art. 8): confirmed (or, where the policy requires it,
+    approved) on time (by the first working day after the window closes, when the review job
+    confirms it), late, still in review, or overdue."""
     cur.execute(
         """
         select i.policy, i.policy_version, i.period_month, i.created_at, min(c.created_at)
         from history.grading_runs as i
         left join history.grading_runs as c
-            on c.list_kind = 'confirmed' and c.policy = i.policy and c.period_month = i.period_month
+            on c.list_kind in ('confirmed', 'approved') and c.policy = i.policy and c.period_month = i.period_month
         where i.list_kind = 'initial' and i.policy = any(%s) and i.period_month between %s and %s
         group by i.run_id
         order by i.period_month, i.policy

@@ -172,7 +172,8 @@ def _publish_candidate(
         raise RestatementError(f"no policy file for {policy} v{version}, which graded this list")
     if has_review(graded_policy):
         cur.execute(
-            "select 1 from history.grading_runs where policy = %s and period_month = %s and list_kind = 'confirmed'",
+            "select 1 from history.grading_runs where policy = %s and period_month = %s"
+            " and list_kind in ('confirmed', 'approved')",
             (policy, period_month),
         )
         if not cur.fetchone():

@@ -234,6 +234,16 @@ def confirm_due_lists(today: date, run_id: str | None) -> list[dict]:
     return [outcome.__dict__ for outcome in confirm(warehouse_url("publish"), today, run_id, gate_logins())]
 
 
+def check_approvals(today: date) -> dict[str, int]:
+    """P2: fail (and so alert) while a list that requires approval is past its window without one;
+    it is never confirmed by time-out, so the previous list stays in force until it is approved."""
+    from tierhouse.lifecycle.review import check_approvals as check
+
+    counts = check(warehouse_url("audit"), today)
+    log.info("approvals on %s: %s", today, counts or "none")
+    return counts
+
+
 # -- calendars, quarterly re-grade, appeals, backfill -------------------------------------------
 def policy_selected(policy: str, selected: list[str] | None, graded: list[str]) -> bool:
     """Whether the run's ``policies`` param (None: every graded policy) includes the policy; a name

@@ -10,11 +10,13 @@ loader        writes ``raw`` and the restricted ``pii`` schema (the ingest DAG)
 transformer   reads ``raw``; builds ``analytics`` (seeds), ``staging``, ``intermediate`` and
               ``marts`` (dbt runs as this role and owns what it builds); nothing in ``published``,
               ``history`` or ``pii``
-bi_reader     reads ``published`` only: audited tier lists, no personal data, no raw data
+bi_reader     reads ``published`` only: audited tier lists in force (a row-level policy, migration
+              ``0500``, hides an initial list under review), no personal data, no raw data
 auditor       reads ``history`` and ``audit`` (grading history, access log); no personal data
 publisher     the publish tasks: reads ``marts`` and the policy tables, appends to ``history``,
               writes ``published.customer_tiers``; builds nothing
-reviewer      the people's review and appeal commands, which publish: the publisher's rights
+reviewer      the people's review, approval and appeal commands, which publish: the publisher's
+              rights, and recording approvals (``history.approvals``) and restatement decisions
 steward       the only role that reads personal data, and only through ``pii.read_customer`` /
               ``pii.customer_names``, which refuse unless ``audit.log_personal_data_read`` logged
               the read (login, role, reason code) in another, committed transaction; values come
@@ -89,6 +91,8 @@ grant select, insert on all tables in schema history to publisher, reviewer;
 grant select, insert, update, delete on published.customer_tiers to publisher, reviewer;
 -- accepting or rejecting a restatement is a person's decision (the review login), never a task's
 revoke insert on history.restatement_decisions from publisher;
+-- approving a list (P2) is an approver's decision, recorded with the review login, never a task's
+revoke insert on history.approvals from publisher;
 
 -- gate: reads every schema it scans, writes nothing
 grant usage on schema raw, {dbt_schemas}, published, history, audit to gate;
