@@ -84,6 +84,7 @@ def _failed_tasks(deployment: Deployment, run: dict) -> str:
 
 
 @pytest.mark.e2e
+@pytest.mark.deployment
 @pytest.mark.timeout(3600)
 def test_a_manual_ingest_without_a_logical_date_triggers_a_grading_run_that_publishes(
     deployment: Deployment, record_property
