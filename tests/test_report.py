@@ -208,7 +208,7 @@ def test_make_docs_builds_dbt_docs_and_data_docs_the_report_links(
     ]  # fmt: skip
     index = built.data_docs.read_text()
     validations = list((built.data_docs.parent / "validations").rglob("*.html"))
-    assert len(validations) == 6 + 3 + 2  # one page per validation: six raw tables, three tier audits, two drift audits
+    assert len(validations) == 7 + 3 + 2  # one page per validation: seven raw tables, three tier audits, two drift audits
     assert "raw_pos_sales_lines" in index and "publish_tier_drift" in index
     secrets = [*login_passwords().values(), listed.password]
     for page in built.data_docs.parent.rglob("*"):
