@@ -125,14 +125,14 @@ def decide(
         raise RestatementError(f"a decision is one of {list(DECISIONS)}, got {decision!r}")
     if not decided_by.strip() or not reason.strip():
         raise RestatementError("a restatement decision needs who decides (--decided-by) and why (--reason)")
-    logins = logins or GateLogins.beside(url)
-    free_text.check_entry(logins.steward, decided_by=decided_by, reason=reason)
-    if decision == "accepted":
-        publish.require_deidentified(logins, "publishing an accepted restatement")
     try:
         uuid.UUID(candidate_id)
     except ValueError:
         raise RestatementError(f"{candidate_id!r} is not a candidate id; `tierhouse restatements list` shows them") from None
+    logins = logins or GateLogins.beside(url)
+    free_text.check_entry(logins.steward, decided_by=decided_by, reason=reason)
+    if decision == "accepted":
+        publish.require_deidentified(logins, "publishing an accepted restatement")
     with connect(url) as conn, conn.cursor() as cur:
         require_migrated(cur)
         cur.execute(
